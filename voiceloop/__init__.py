@@ -1,0 +1,83 @@
+"""voiceloop: realtime voice agents on a CPU, every millisecond shown."""
+
+from ._version import __version__
+from .asr.streaming import StablePrefixTracker
+from .asr.whisper import WhisperASR, WhisperOptions
+from .audio.vad import SileroVAD, VADOptions
+from .core.clock import Clock, ManualClock, MonotonicClock
+from .core.events import (
+    Event,
+    Interrupted,
+    ReplyAudio,
+    ReplyText,
+    SpeechPaused,
+    SpeechStarted,
+    Transcript,
+    TurnEnded,
+    TurnMetrics,
+)
+from .core.frames import AudioFrame, InterruptFrame, TextFrame
+from .core.pipeline import Pipeline
+from .core.stage import FunctionStage, Stage
+from .errors import AudioDeviceError, AudioFormatError, ConfigError, ModelNotFoundError, VoiceloopError
+from .llm.backend import GenerationStats, LLMBackend
+from .llm.llama import LlamaBackend, LlamaOptions
+from .llm.prompt import ChatTemplatePrompt, Message, TranscriptPrompt
+from .metrics.budget import Budgets, LatencyBudgeter, TurnRecord
+from .pipeline.agent import AgentOptions, VoiceAgent
+from .pipeline.endpointing import AdaptiveEndpointing, EndpointingPolicy, FixedSilence
+from .pipeline.engines import Engines
+from .tts.clauses import ClauseOptions, ClauseSplitter
+from .tts.piper import PiperOptions, PiperTTS
+
+__all__ = [
+    "AdaptiveEndpointing",
+    "AgentOptions",
+    "AudioDeviceError",
+    "AudioFormatError",
+    "AudioFrame",
+    "Budgets",
+    "ChatTemplatePrompt",
+    "ClauseOptions",
+    "ClauseSplitter",
+    "Clock",
+    "ConfigError",
+    "EndpointingPolicy",
+    "Engines",
+    "Event",
+    "FixedSilence",
+    "FunctionStage",
+    "GenerationStats",
+    "Interrupted",
+    "InterruptFrame",
+    "LLMBackend",
+    "LatencyBudgeter",
+    "LlamaBackend",
+    "LlamaOptions",
+    "ManualClock",
+    "Message",
+    "ModelNotFoundError",
+    "MonotonicClock",
+    "Pipeline",
+    "PiperOptions",
+    "PiperTTS",
+    "ReplyAudio",
+    "ReplyText",
+    "SileroVAD",
+    "SpeechPaused",
+    "SpeechStarted",
+    "Stage",
+    "StablePrefixTracker",
+    "TextFrame",
+    "Transcript",
+    "TranscriptPrompt",
+    "TurnEnded",
+    "TurnMetrics",
+    "TurnRecord",
+    "VADOptions",
+    "VoiceAgent",
+    "VoiceloopError",
+    "WhisperASR",
+    "WhisperOptions",
+    "__version__",
+]

@@ -1,0 +1,1 @@
+"""Speech recognition: faster-whisper with windows sized to the audio, and streaming."""

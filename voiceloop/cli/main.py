@@ -1,0 +1,44 @@
+"""``voiceloop`` entry point: subcommands, logging setup, one readable line per error."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from ..errors import VoiceloopError
+
+
+def _configure_logging(level: str, log_file: str | None) -> None:
+    handler: logging.Handler = logging.FileHandler(log_file) if log_file else logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("voiceloop")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import models_cmd, profile_cmd
+
+    p = argparse.ArgumentParser(prog="voiceloop", description="Realtime voice agents, every millisecond shown.")
+    p.add_argument("--log-level", default="warning", help="debug, info, warning (default), error")
+    p.add_argument("--log-file", default=None, help="write logs to this file instead of stderr")
+    sub = p.add_subparsers(dest="command", required=True)
+    profile_cmd.add_parser(sub)
+    models_cmd.add_parser(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.log_level, args.log_file)
+    try:
+        return int(args.func(args) or 0)
+    except VoiceloopError as exc:
+        print(f"voiceloop: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("voiceloop: interrupted", file=sys.stderr)
+        return 130

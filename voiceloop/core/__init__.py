@@ -1,0 +1,1 @@
+"""Core types: frames, clock, events, stages and the pipeline runner."""

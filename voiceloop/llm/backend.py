@@ -1,0 +1,58 @@
+"""The backend interface every LLM engine implements."""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .prompt import Message
+
+
+@dataclass(slots=True)
+class GenerationStats:
+    """Timings of one reply, filled in while it streams."""
+
+    prompt_tokens: int = 0
+    reused_tokens: int = 0
+    """Prompt tokens served from the KV cache (not evaluated again)."""
+    evaluated_tokens: int = 0
+    ttft_ms: float = 0.0
+    decode_tokens: int = 0
+    decode_ms: float = 0.0
+    drafted_tokens: int = 0
+    accepted_tokens: int = 0
+    cancelled: bool = False
+    finish_reason: str = ""
+
+    @property
+    def tok_s(self) -> float:
+        return self.decode_tokens / (self.decode_ms / 1000.0) if self.decode_ms > 0 else 0.0
+
+    @property
+    def acceptance(self) -> float:
+        return self.accepted_tokens / self.drafted_tokens if self.drafted_tokens else 0.0
+
+
+class LLMBackend(ABC):
+    """Streams a reply as text pieces. Blocking: call it from a worker thread.
+
+    ``stop`` is checked between tokens, so setting it ends generation within one token.
+    """
+
+    name: str = "llm"
+
+    @abstractmethod
+    def stream(
+        self,
+        history: list[Message],
+        user_text: str,
+        *,
+        stop: threading.Event | None = None,
+        max_tokens: int = 64,
+        stats: GenerationStats | None = None,
+    ) -> Iterator[str]: ...
+
+    def prefill(self, history: list[Message], user_text: str) -> None:  # noqa: B027 - optional
+        """Evaluate a partial prompt ahead of time (KV cache warm-up); optional."""

@@ -1,0 +1,72 @@
+"""Prompt formats: transcript-style few-shot for base models, chat templates otherwise.
+
+Base models such as the embedded Gemma 3 270M have no chat template; written as a
+transcript ("User: ... / Assistant: ...") with a short few-shot preamble, they
+continue it with short sensible answers, and "\\nUser:" marks the end of a reply.
+The prompt text of earlier turns never changes, so the KV cache covers it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: Role
+    content: str
+
+
+DEFAULT_PREAMBLE = (
+    "The following is a conversation with a friendly voice assistant. "
+    "The assistant answers in one or two short spoken sentences.\n\n"
+    "User: Hi, how are you today?\n"
+    "Assistant: I'm doing well, thanks for asking. How can I help?\n"
+    "User: What is the capital of France?\n"
+    "Assistant: The capital of France is Paris.\n"
+    "User: Can you recommend something to cook tonight?\n"
+    "Assistant: How about a simple pasta with tomatoes, garlic and basil?\n"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptPrompt:
+    """Formats a conversation as a plain transcript for a base model."""
+
+    preamble: str = DEFAULT_PREAMBLE
+    user_prefix: str = "User:"
+    assistant_prefix: str = "Assistant:"
+    stop: tuple[str, ...] = ("\nUser:", "\n\n", "User:")
+
+    def render(self, history: list[Message], user_text: str) -> str:
+        parts = [self.preamble]
+        for m in history:
+            if m.role == "user":
+                parts.append(f"{self.user_prefix} {m.content}\n")
+            elif m.role == "assistant":
+                parts.append(f"{self.assistant_prefix} {m.content}\n")
+        parts.append(f"{self.user_prefix} {user_text}\n{self.assistant_prefix}")
+        return "".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatTemplatePrompt:
+    """Uses the GGUF's own chat template (Jinja) for instruction-tuned models."""
+
+    template: str
+    bos_token: str = ""
+    eos_token: str = ""
+    system: str = "You are a friendly voice assistant. Answer in one or two short spoken sentences."
+    stop: tuple[str, ...] = field(default_factory=tuple)
+
+    def render(self, history: list[Message], user_text: str) -> str:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        fmt = Jinja2ChatFormatter(template=self.template, eos_token=self.eos_token, bos_token=self.bos_token)
+        msgs = [{"role": "system", "content": self.system}]
+        msgs += [{"role": m.role, "content": m.content} for m in history]
+        msgs.append({"role": "user", "content": user_text})
+        return fmt(messages=msgs).prompt

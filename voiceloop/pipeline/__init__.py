@@ -1,0 +1,1 @@
+"""The turn-taking voice agent and its policies."""

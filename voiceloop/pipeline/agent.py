@@ -1,0 +1,368 @@
+"""The voice agent: audio frames in, events (transcripts, reply audio, latency records) out.
+
+Two strategies on the same engines:
+
+``speculative`` (default)
+    Streams ASR passes while the user speaks; at the first VAD silence it
+    transcribes what was said and starts the reply at once (LLM, then TTS clause
+    by clause) with its audio held back; an adaptive endpointing policy decides
+    from the transcript how much silence confirms the turn, and the held audio is
+    released the moment it does. If the user speaks again first, the attempt is
+    cancelled and its work stops.
+``sequential``
+    The conventional pipeline: a fixed 500 ms silence, one transcription of the
+    utterance on a 30 s window, the whole reply, then TTS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Literal
+
+import numpy as np
+
+from ..asr.streaming import StablePrefixTracker
+from ..audio.resample import PIPELINE_RATE, StreamResampler
+from ..audio.vad import WINDOW_SAMPLES, SileroVAD, VADOptions
+from ..core.clock import DEFAULT_CLOCK, Clock
+from ..core.events import (
+    Event,
+    Interrupted,
+    SpeechPaused,
+    SpeechStarted,
+    Transcript,
+    TurnEnded,
+    TurnMetrics,
+)
+from ..core.frames import AudioFrame
+from ..core.stage import Stage
+from ..llm.prompt import Message
+from ..metrics.budget import Budgets, LatencyBudgeter, TurnRecord
+from ..tts.clauses import ClauseOptions
+from .endpointing import AdaptiveEndpointing, EndpointingPolicy, FixedSilence
+from .engines import Engines
+from .reply import ReplyJob
+
+log = logging.getLogger("voiceloop.agent")
+
+Strategy = Literal["speculative", "sequential"]
+_END = object()
+_NS_PER_SAMPLE = 1_000_000_000 / PIPELINE_RATE
+
+
+@dataclass(frozen=True, slots=True)
+class AgentOptions:
+    strategy: Strategy = "speculative"
+    vad: VADOptions = field(default_factory=VADOptions)
+    interim_every_ms: float = 300.0
+    """Run a streaming ASR pass after this much new speech (speculative only)."""
+    sequential_silence_ms: float = 500.0
+    max_reply_tokens: int = 48
+    max_utterance_s: float = 28.0
+    """Whisper's window is 30 s; a longer monologue is cut into turns."""
+    output_queue: int = 1024
+    clauses: ClauseOptions = field(default_factory=ClauseOptions)
+    prefill: bool = True
+    """Evaluate the stable part of interim transcripts in the LLM ahead of the turn end."""
+
+
+class _State(Enum):
+    IDLE = "idle"
+    SPEECH = "speech"
+    PAUSE = "pause"
+
+
+class VoiceAgent(Stage[AudioFrame, Event]):
+    """One conversation. ``async for ev in agent.process(frames)``."""
+
+    name = "agent"
+
+    def __init__(
+        self,
+        *,
+        engines: Engines,
+        options: AgentOptions | None = None,
+        endpointing: EndpointingPolicy | None = None,
+        budgeter: LatencyBudgeter | None = None,
+        clock: Clock = DEFAULT_CLOCK,
+    ) -> None:
+        self.engines = engines
+        self.options = o = options or AgentOptions()
+        if endpointing is None:
+            endpointing = FixedSilence(o.sequential_silence_ms) if o.strategy == "sequential" else AdaptiveEndpointing()
+        self.endpointing = endpointing
+        self.budgeter = budgeter or LatencyBudgeter(Budgets())
+        self.clock = clock
+        self.history: list[Message] = []
+        self._vad = SileroVAD(engines.vad_model)
+        self._out: asyncio.Queue[object] = asyncio.Queue(o.output_queue)
+        self._reset_stream()
+
+    # -- plumbing ------------------------------------------------------------------
+    def _reset_stream(self) -> None:
+        self._state = _State.IDLE
+        self._t0: int | None = None
+        self._samples = 0  # 16 kHz samples seen
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._resampler: StreamResampler | None = None
+        self._preroll: list[np.ndarray] = []
+        self._utt: list[np.ndarray] = []
+        self._voiced_run = 0
+        self._turn_id = 0
+        self._record: TurnRecord | None = None
+        self._speech_end = 0
+        self._silence_start = 0
+        self._job: ReplyJob | None = None  # the attempt for the current utterance
+        self._speaking: ReplyJob | None = None  # the committed reply being played
+        self._speaking_until = 0
+        self._tracker = StablePrefixTracker()
+        self._interim_task: asyncio.Task[None] | None = None
+        self._last_pass_samples = 0
+        self._prefilled = ""
+        self._finishers: set[asyncio.Task[None]] = set()
+
+    async def _emit(self, ev: Event) -> None:
+        await self._out.put(ev)
+
+    def _ns_at(self, samples: int) -> int:
+        assert self._t0 is not None
+        return self._t0 + int(samples * _NS_PER_SAMPLE)
+
+    def _utt_audio(self) -> np.ndarray:
+        return np.concatenate(self._utt) if self._utt else np.zeros(0, dtype=np.float32)
+
+    async def process(self, inputs: AsyncIterable[AudioFrame]) -> AsyncIterator[Event]:
+        feeder = asyncio.create_task(self._feed(inputs), name="agent-input")
+        try:
+            while True:
+                ev = await self._out.get()
+                if ev is _END:
+                    break
+                yield ev  # type: ignore[misc]
+            await feeder
+        finally:
+            feeder.cancel()
+            for job in (self._job, self._speaking):
+                if job is not None:
+                    job.cancel()
+            for t in list(self._finishers):
+                t.cancel()
+            if self._interim_task is not None:
+                self._interim_task.cancel()
+
+    async def _feed(self, inputs: AsyncIterable[AudioFrame]) -> None:
+        try:
+            async for frame in inputs:
+                await self.push(frame)
+            await self.drain()
+        finally:
+            await self._out.put(_END)
+
+    async def drain(self) -> None:
+        """Wait for replies in flight to finish (end of input)."""
+        if self._job is not None and self._state is not _State.IDLE:
+            self._job.cancel()
+        while self._finishers:
+            await asyncio.gather(*list(self._finishers), return_exceptions=True)
+
+    # -- audio in ------------------------------------------------------------------
+    async def push(self, frame: AudioFrame) -> None:
+        if self._t0 is None:
+            self._t0 = frame.timestamp_ns
+        samples = frame.to_float32()
+        if frame.sample_rate != PIPELINE_RATE:
+            # Resample once, at the edge; the stream resampler keeps filter state between frames.
+            if self._resampler is None or self._resampler.from_rate != frame.sample_rate:
+                self._resampler = StreamResampler(frame.sample_rate, PIPELINE_RATE)
+            samples = self._resampler(samples)
+        self._pending = np.concatenate([self._pending, samples])
+        loop = asyncio.get_running_loop()
+        while self._pending.shape[0] >= WINDOW_SAMPLES:
+            window, self._pending = self._pending[:WINDOW_SAMPLES], self._pending[WINDOW_SAMPLES:]
+            start = self._samples
+            self._samples += WINDOW_SAMPLES
+            prob = await loop.run_in_executor(self.engines.vad_executor, self._vad, window)
+            await self._on_window(window, prob, self._ns_at(start), self._ns_at(self._samples))
+
+    async def _on_window(self, window: np.ndarray, prob: float, start_ns: int, end_ns: int) -> None:
+        o = self.options
+        if self._state is _State.IDLE:
+            self._preroll.append(window)
+            keep = max(1, int(o.vad.pre_roll_ms / 32) + int(o.vad.min_speech_ms / 32))
+            del self._preroll[:-keep]
+            if prob >= o.vad.threshold:
+                self._voiced_run += 1
+                if self._voiced_run * 32 >= o.vad.min_speech_ms:
+                    await self._start_speech(end_ns - self._voiced_run * 32_000_000)
+            else:
+                self._voiced_run = 0
+            return
+
+        self._utt.append(window)
+        if self._state is _State.SPEECH:
+            if prob >= o.vad.neg_threshold:
+                self._speech_end = end_ns
+                self._maybe_interim()
+                if len(self._utt) * WINDOW_SAMPLES >= o.max_utterance_s * PIPELINE_RATE:
+                    await self._on_pause(end_ns)
+                    await self._commit(end_ns, forced=True)
+            else:
+                await self._on_pause(start_ns)
+            return
+
+        # PAUSE
+        if prob >= o.vad.threshold:
+            await self._resume(end_ns)
+            return
+        silence_ms = (end_ns - self._silence_start) / 1e6
+        transcript = self._job.transcript if self._job is not None else None
+        if self.options.strategy == "sequential":
+            transcript = ""
+        need = self.endpointing.required_silence_ms(transcript)
+        if silence_ms >= need and (transcript is not None or silence_ms >= 3 * self.endpointing.max_silence_ms):
+            await self._commit(end_ns)
+
+    async def _start_speech(self, at_ns: int) -> None:
+        self._state = _State.SPEECH
+        self._turn_id += 1
+        self._record = TurnRecord(turn_id=self._turn_id, strategy=self.options.strategy)
+        self._record.mark("speech_start", at_ns)
+        self._utt = list(self._preroll)
+        self._preroll = []
+        self._speech_end = at_ns
+        self._tracker.reset()
+        self._last_pass_samples = 0
+        self._prefilled = ""
+        await self._emit(SpeechStarted(turn_id=self._turn_id, at_ns=at_ns))
+        # Barge-in: the user talks over the agent (or over a reply still being made).
+        if self._speaking is not None and (not self._speaking.task.done() or self.clock.now_ns() < self._speaking_until):
+            await self._interrupt(self._speaking, "barge_in")
+
+    async def _interrupt(self, job: ReplyJob, reason: str) -> None:
+        job.cancel()
+        if self._speaking is job:
+            self._speaking = None
+            self._speaking_until = 0
+        await self._emit(Interrupted(turn_id=job.turn_id, reason=reason))
+
+    async def _on_pause(self, silence_start_ns: int) -> None:
+        self._state = _State.PAUSE
+        self._silence_start = silence_start_ns
+        assert self._record is not None
+        await self._emit(SpeechPaused(turn_id=self._turn_id, at_ns=silence_start_ns))
+        if self.options.strategy == "speculative":
+            if self._job is not None:
+                self._job.cancel()
+            self._record.preemptions += 1
+            self._job = ReplyJob(
+                self,
+                turn_id=self._turn_id,
+                audio=self._utt_audio(),
+                history=list(self.history),
+                held=True,
+            )
+
+    async def _resume(self, at_ns: int) -> None:
+        self._state = _State.SPEECH
+        self._speech_end = at_ns
+        if self._job is not None:
+            self._job.cancel()
+            self._job = None
+            assert self._record is not None
+            self._record.discarded += 1
+
+    async def _commit(self, at_ns: int, *, forced: bool = False) -> None:
+        rec = self._record
+        assert rec is not None
+        rec.mark("speech_end", self._silence_start if not forced else at_ns)
+        rec.mark("turn_end", self.clock.now_ns())
+        rec.interim_count = self._tracker.passes
+        if self.options.strategy == "sequential":
+            job = ReplyJob(
+                self,
+                turn_id=self._turn_id,
+                audio=self._utt_audio(),
+                history=list(self.history),
+                held=False,
+                asr_mode="full",
+                whole_reply=True,
+            )
+        else:
+            job = self._job
+            assert job is not None
+        self._job = None
+        self._state = _State.IDLE
+        self._utt = []
+        self._voiced_run = 0
+        if self._speaking is not None and not self._speaking.task.done():
+            await self._interrupt(self._speaking, "superseded")
+        self._speaking = job
+        rec.preemption = (
+            "none" if self.options.strategy == "sequential" else ("committed" if rec.discarded == 0 else "restarted")
+        )
+        await job.release()
+        finisher = asyncio.create_task(self._finish(job, rec))
+        self._finishers.add(finisher)
+        finisher.add_done_callback(self._finishers.discard)
+
+    async def _finish(self, job: ReplyJob, rec: TurnRecord) -> None:
+        await job.transcript_ready.wait()
+        text = job.transcript or ""
+        await self._emit(Transcript(turn_id=rec.turn_id, text=text, final=True, stable=text))
+        await self._emit(TurnEnded(turn_id=rec.turn_id, transcript=text))
+        try:
+            await job.task
+        except asyncio.CancelledError:
+            rec.interrupted = True
+        if job.marks.get("first_audio_out"):
+            self._speaking_until = job.marks["first_audio_out"] + job.audio_ns
+        for k, v in job.marks.items():
+            rec.mark(k, v)
+        rec.transcript = text
+        # History holds what the user heard: after barge-in, only the clauses played.
+        rec.reply = " ".join(job.spoken) if rec.interrupted else job.reply_text
+        rec.asr_window_frames = job.window_frames
+        s = job.stats
+        rec.llm = {
+            "prompt_tokens": s.prompt_tokens,
+            "reused_tokens": s.reused_tokens,
+            "evaluated_tokens": s.evaluated_tokens,
+            "ttft_ms": s.ttft_ms,
+            "tokens": s.decode_tokens,
+            "tok_s": s.tok_s,
+            "finish": s.finish_reason,
+        }
+        if not text:
+            return  # noise, not a turn
+        self.history += [Message("user", text), Message("assistant", rec.reply)]
+        self.budgeter.add(rec)
+        await self._emit(TurnMetrics(turn_id=rec.turn_id, record=rec))
+
+    # -- streaming ASR -------------------------------------------------------------
+    def _maybe_interim(self) -> None:
+        if self.options.strategy != "speculative":
+            return
+        n = len(self._utt) * WINDOW_SAMPLES
+        if n - self._last_pass_samples < self.options.interim_every_ms * PIPELINE_RATE / 1000:
+            return
+        if self._interim_task is not None and not self._interim_task.done():
+            return
+        self._last_pass_samples = n
+        self._interim_task = asyncio.create_task(self._interim(self._turn_id, self._utt_audio()))
+
+    async def _interim(self, turn_id: int, audio: np.ndarray) -> None:
+        loop = asyncio.get_running_loop()
+        eng = self.engines
+        result = await loop.run_in_executor(eng.asr_executor, eng.asr.transcribe, audio)
+        if turn_id != self._turn_id or self._state is _State.IDLE:
+            return
+        interim = self._tracker.update(result.text)
+        await self._emit(Transcript(turn_id=turn_id, text=result.text, final=False, stable=interim.stable))
+        busy = self._job is not None or (self._speaking is not None and not self._speaking.task.done())
+        if self.options.prefill and interim.stable and interim.stable != self._prefilled and not busy:
+            self._prefilled = interim.stable
+            await loop.run_in_executor(eng.llm_executor, eng.llm.prefill, list(self.history), interim.stable)

@@ -1,0 +1,73 @@
+"""Models loaded once and shared by every agent (conversation) in the process."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..asr.whisper import WhisperASR, WhisperOptions
+from ..audio.vad import silero_v6_path
+from ..llm.backend import LLMBackend
+from ..llm.llama import LlamaBackend, LlamaOptions
+from ..tts.piper import PiperOptions, PiperTTS
+
+log = logging.getLogger("voiceloop.engines")
+
+
+@dataclass(eq=False)
+class Engines:
+    """The engines plus one worker thread each.
+
+    Every engine call blocks, so it runs on its engine's thread: the event loop never
+    waits on inference, and each engine does one thing at a time (a llama context
+    must never decode for two sessions at once).
+    """
+
+    asr: WhisperASR
+    llm: LLMBackend
+    tts: PiperTTS
+    vad_model: Path = field(default_factory=silero_v6_path)
+
+    def __post_init__(self) -> None:
+        self.vad_executor = ThreadPoolExecutor(1, thread_name_prefix="voiceloop-vad")
+        self.asr_executor = ThreadPoolExecutor(1, thread_name_prefix="voiceloop-asr")
+        self.llm_executor = ThreadPoolExecutor(1, thread_name_prefix="voiceloop-llm")
+        self.tts_executor = ThreadPoolExecutor(1, thread_name_prefix="voiceloop-tts")
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        whisper: WhisperOptions | None = None,
+        llama: LlamaOptions | None = None,
+        piper: PiperOptions | None = None,
+    ) -> Engines:
+        asr = WhisperASR(whisper)
+        llm = LlamaBackend(llama)
+        tts = PiperTTS(piper)
+        log.info("engines loaded: asr=%s llm=%s tts=%s", asr.model_path, llm.model_path, tts.model_path)
+        return cls(asr=asr, llm=llm, tts=tts)
+
+    def describe(self) -> dict[str, str]:
+        return {
+            "vad": str(self.vad_model),
+            "asr": str(getattr(self.asr, "model_path", "?")),
+            "llm": str(getattr(self.llm, "model_path", "?")),
+            "tts": str(getattr(self.tts, "model_path", "?")),
+        }
+
+    def warm_up(self) -> None:
+        """One pass through each engine so the first real turn pays no first-call costs."""
+        import numpy as np
+
+        self.asr.transcribe(np.zeros(16000, dtype=np.float32))
+        for _ in self.llm.stream([], "Hello.", max_tokens=2):
+            pass
+        for _ in self.tts.synthesize("Hello."):
+            pass
+
+    def close(self) -> None:
+        for ex in (self.vad_executor, self.asr_executor, self.llm_executor, self.tts_executor):
+            ex.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,1 @@
+"""``voiceloop profile``: recorded audio through the real pipeline, in real time."""

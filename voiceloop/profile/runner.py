@@ -1,0 +1,267 @@
+"""Streams files through a real agent as a microphone would, and reports where the time went.
+
+Each file becomes 20 ms frames at its own sample rate, paced in real time, then
+3 s of silence so the turn can end. Times in the report are ms from the start of
+each input on the stream clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import logging
+import os
+import platform
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._version import __version__
+from ..audio.files import read_audio, write_wav
+from ..audio.resample import PIPELINE_RATE, resample
+from ..audio.vad import WINDOW_SAMPLES, SileroVAD
+from ..core.clock import DEFAULT_CLOCK, Clock
+from ..core.events import ReplyAudio, TurnMetrics
+from ..core.frames import AudioFrame
+from ..metrics.budget import STAGES, Budgets, LatencyBudgeter, TurnRecord, percentiles
+from ..metrics.wer import wer
+from ..pipeline.agent import AgentOptions, Strategy, VoiceAgent
+from ..pipeline.engines import Engines
+
+log = logging.getLogger("voiceloop.profile")
+
+FRAME_MS = 20
+TAIL_SILENCE_S = 3.0
+BUNDLED_SAMPLE = Path(__file__).resolve().parent.parent / "assets" / "what_time_is_it.wav"
+
+
+@dataclass(slots=True)
+class InputSpan:
+    path: Path
+    start_ns: int = 0
+    end_ns: int = 0
+    speech_end_ms: float | None = None
+    """Last voiced audio in the file (offline VAD): the user's real last word."""
+    records: list[TurnRecord] = field(default_factory=list)
+    reply_audio: list[np.ndarray] = field(default_factory=list)
+    reply_rate: int = 22050
+
+
+def last_speech_end_ms(samples16k: np.ndarray, vad: SileroVAD, threshold: float = 0.5) -> float | None:
+    vad.reset()
+    last = None
+    n = samples16k.shape[0] // WINDOW_SAMPLES
+    for i in range(n):
+        if vad(samples16k[i * WINDOW_SAMPLES : (i + 1) * WINDOW_SAMPLES]) >= threshold:
+            last = (i + 1) * WINDOW_SAMPLES * 1000 / PIPELINE_RATE
+    return last
+
+
+async def _paced_frames(
+    inputs: list[tuple[InputSpan, np.ndarray, int]], clock: Clock, *, separate: bool = False
+) -> AsyncIterator[AudioFrame]:
+    t0 = clock.now_ns()
+    sent = 0  # ns of audio sent so far
+    for span, samples, rate in inputs:
+        span.start_ns = t0 + sent
+        silence = np.zeros(int(TAIL_SILENCE_S * rate), dtype=np.float32)
+        audio = np.concatenate([samples, silence])
+        step = rate * FRAME_MS // 1000
+        pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
+        for i in range(0, pcm.shape[0] - step + 1, step):
+            ts = t0 + sent
+            sent += FRAME_MS * 1_000_000
+            # A microphone delivers a frame once its last sample is captured.
+            delay = (t0 + sent - clock.now_ns()) / 1e9
+            if delay > 0:
+                await asyncio.sleep(delay)
+            yield AudioFrame(pcm=pcm[i : i + step], sample_rate=rate, timestamp_ns=ts)
+        span.end_ns = t0 + sent
+
+
+async def profile_inputs(
+    engines: Engines,
+    paths: list[Path],
+    *,
+    strategy: Strategy = "speculative",
+    budgets: Budgets | None = None,
+    separate: bool = False,
+    clock: Clock = DEFAULT_CLOCK,
+) -> tuple[list[InputSpan], LatencyBudgeter]:
+    budgeter = LatencyBudgeter(budgets or Budgets())
+    vad = SileroVAD(engines.vad_model)
+    loaded = []
+    for p in paths:
+        samples, rate = read_audio(p)
+        span = InputSpan(path=p, speech_end_ms=last_speech_end_ms(resample(samples, rate, PIPELINE_RATE), vad))
+        loaded.append((span, samples, rate))
+    groups = [[x] for x in loaded] if separate else [loaded]
+    for group in groups:
+        agent = VoiceAgent(engines=engines, options=AgentOptions(strategy=strategy), budgeter=budgeter, clock=clock)
+        spans = [g[0] for g in group]
+        turn_span: dict[int, InputSpan] = {}
+        async for ev in agent.process(_paced_frames(group, clock)):
+            if isinstance(ev, ReplyAudio):
+                span = turn_span.get(ev.turn_id) or _span_at(spans, ev.frame.timestamp_ns)
+                span.reply_audio.append(ev.frame.pcm)
+                span.reply_rate = ev.frame.sample_rate
+            elif isinstance(ev, TurnMetrics):
+                rec: TurnRecord = ev.record
+                span = _span_at(spans, rec.marks["speech_start"])
+                turn_span[rec.turn_id] = span
+                span.records.append(rec)
+            elif ev.type == "speech_started":
+                turn_span[ev.turn_id] = _span_at(spans, ev.at_ns)  # type: ignore[attr-defined]
+    return [g[0] for g in loaded], budgeter
+
+
+def _span_at(spans: list[InputSpan], ns: int) -> InputSpan:
+    for s in spans:
+        if s.start_ns <= ns < (s.end_ns or ns + 1):
+            return s
+    return spans[-1]
+
+
+def system_info(engines: Engines) -> dict[str, Any]:
+    import ctranslate2
+    import llama_cpp
+
+    try:
+        from importlib.metadata import version
+
+        piper_v = version("piper-tts")
+        fw_v = version("faster-whisper")
+    except Exception:  # pragma: no cover - metadata missing in odd installs
+        piper_v = fw_v = "?"
+    return {
+        "voiceloop": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "versions": {
+            "faster-whisper": fw_v,
+            "ctranslate2": ctranslate2.__version__,
+            "llama-cpp-python": llama_cpp.__version__,
+            "piper-tts": piper_v,
+        },
+        "models": engines.describe(),
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def load_references(path: Path) -> dict[str, str]:
+    """file name -> transcript, from a manifest.tsv (file, ..., transcript) or a JSON object."""
+    if path.suffix == ".json":
+        return {Path(k).name: v for k, v in json.loads(path.read_text()).items()}
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    return {Path(r["file"]).name: r["transcript"] for r in rows}
+
+
+def build_report(
+    spans: list[InputSpan],
+    budgeter: LatencyBudgeter,
+    *,
+    strategy: str,
+    system: dict[str, Any],
+    references: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    budgets = budgeter.budgets
+    turns = []
+    for span in spans:
+        # The answer to an input is its last turn; earlier ones were cut in (and barged into).
+        answer = next((r for r in reversed(span.records) if r.marks.get("first_audio_out")), None)
+        rec = answer or (span.records[-1] if span.records else None)
+        t: dict[str, Any] = {"input": str(span.path), "transcript": "", "reply": "", "speech_end_ms": None,
+                             "first_audio_ms": None, "v2v_ms": None, "stages": {}, "over_budget": []}  # fmt: skip
+        if rec is not None:
+            d = rec.to_dict(origin_ns=span.start_ns, budgets=budgets)
+            t.update(d)
+            t["input"] = str(span.path)
+            t["transcript"] = " ".join(r.transcript for r in span.records).strip()
+            t["speech_end_ms"] = d["marks_ms"].get("speech_end")
+            t["first_audio_ms"] = d["marks_ms"].get("first_audio_out")
+        first_out = [
+            (r.marks["first_audio_out"] - span.start_ns) / 1e6 for r in span.records if r.marks.get("first_audio_out")
+        ]
+        t["user_last_speech_ms"] = span.speech_end_ms
+        t["cut_in"] = bool(first_out and span.speech_end_ms is not None and min(first_out) < span.speech_end_ms)
+        t["turns_in_input"] = len(span.records)
+        t["interim_count"] = sum(r.interim_count for r in span.records)
+        t["preemptions"] = sum(r.preemptions for r in span.records)
+        t["discarded"] = sum(r.discarded for r in span.records)
+        if references is not None and span.path.name in references:
+            t["reference"] = references[span.path.name]
+        turns.append(t)
+    answered = [t for t in turns if t["v2v_ms"] is not None]
+    stages = {}
+    for s in STAGES:
+        p = percentiles(t["stages"].get(s) for t in answered)
+        stages[s] = {"p50": p["p50"], "p95": p["p95"]}
+    summary: dict[str, Any] = {
+        "strategy": strategy,
+        "n": len(turns),
+        "answered": len(answered),
+        "v2v_ms": percentiles(t["v2v_ms"] for t in answered),
+        "stages": stages,
+        "cut_ins": sum(t["cut_in"] for t in turns),
+        "preemptions": sum(t["preemptions"] for t in turns),
+        "discarded": sum(t["discarded"] for t in turns),
+        "committed": sum(1 for t in answered if t.get("preemption") in ("committed", "restarted")),
+    }
+    refd = [t for t in turns if "reference" in t]
+    if refd:
+        summary["wer"] = wer([t["reference"] for t in refd], [t["transcript"] for t in refd])
+        summary["wer_n"] = len(refd)
+    return {"system": system, "budgets": budgets.as_dict(), "turns": turns, "summary": summary}
+
+
+def save_replies(spans: list[InputSpan], out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for i, span in enumerate(spans):
+        if span.reply_audio:
+            write_wav(out_dir / f"{i:02d}_{span.path.stem}.reply.wav", np.concatenate(span.reply_audio), span.reply_rate)
+
+
+def format_table(report: dict[str, Any]) -> str:
+    cols = ["vad", "asr", "llm", "clause", "tts", "release", "endpoint"]
+    lines = []
+    head = f"{'input':<34} {'v2v':>6} " + " ".join(f"{c:>8}" for c in cols) + "  cut  transcript -> reply"
+    lines.append(head)
+    lines.append("-" * len(head))
+
+    def f(v: float | None) -> str:
+        return f"{v:.0f}" if v is not None else "-"
+
+    for t in report["turns"]:
+        st = t["stages"]
+        over = set(t.get("over_budget", []))
+        cells = " ".join(f"{f(st.get(c)) + ('*' if c in over else ''):>8}" for c in cols)
+        v2v = f(t["v2v_ms"]) + ("*" if "v2v" in over else "")
+        text = f"{t['transcript'][:40]!r} -> {t['reply'][:40]!r}"
+        lines.append(f"{Path(t['input']).name[:34]:<34} {v2v:>6} {cells}  {'yes' if t['cut_in'] else 'no ':>3}  {text}")
+    s = report["summary"]
+    v = s["v2v_ms"]
+    lines.append("-" * len(head))
+    lines.append(
+        f"strategy={s['strategy']} answered {s['answered']}/{s['n']}  v2v ms p50 {f(v['p50'])} p90 {f(v['p90'])} "
+        f"p95 {f(v['p95'])} max {f(v['max'])}  cut-ins {s['cut_ins']}  preemptions {s['preemptions']} "
+        f"(discarded {s['discarded']})" + (f"  WER {s['wer']:.3f}" if "wer" in s else "")
+    )
+    lines.append("stage p50/p95 ms: " + "  ".join(f"{k} {f(x['p50'])}/{f(x['p95'])}" for k, x in s["stages"].items()))
+    lines.append("(* = over budget; budgets: " + ", ".join(f"{k}={v:.0f}" for k, v in report["budgets"].items()) + ")")
+    return "\n".join(lines)

@@ -1,0 +1,70 @@
+"""Cuts streamed LLM text into speakable clauses.
+
+The first clause is cut early (at any punctuation, or after a few words) because
+it gates the first sound of the reply; later clauses are cut at sentence or
+clause ends so the prosody stays natural while earlier audio plays.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_SENTENCE_END = re.compile(r"[.!?;:](?=\s)|[.!?](?=[\"')\]]\s)")
+_CLAUSE_END = re.compile(r"[,\u2014](?=\s)")
+_WORD = re.compile(r"\S+(?=\s)")
+
+
+@dataclass(frozen=True, slots=True)
+class ClauseOptions:
+    first_max_words: int = 5
+    """Cut the first clause after this many words even without punctuation."""
+    min_words: int = 3
+    """A comma only ends a (later) clause once it has this many words."""
+    max_words: int = 24
+
+
+class ClauseSplitter:
+    def __init__(self, options: ClauseOptions | None = None) -> None:
+        self.options = options or ClauseOptions()
+        self._buf = ""
+        self._emitted = 0
+
+    def feed(self, text: str) -> list[str]:
+        self._buf += text
+        out: list[str] = []
+        while (clause := self._next()) is not None:
+            out.append(clause)
+        return out
+
+    def _next(self) -> str | None:
+        buf = self._buf
+        o = self.options
+        first = self._emitted == 0
+        cut = None
+        m = _SENTENCE_END.search(buf)
+        if m:
+            cut = m.end()
+        c = _CLAUSE_END.search(buf)
+        if c and (cut is None or c.end() < cut):
+            if first or len(buf[: c.end()].split()) >= o.min_words:
+                cut = c.end()
+        if cut is None:
+            limit = o.first_max_words if first else o.max_words
+            complete = list(_WORD.finditer(buf))  # words already followed by a space
+            if len(complete) >= limit:
+                cut = complete[limit - 1].end()
+        if cut is None:
+            return None
+        clause, self._buf = buf[:cut].strip(), buf[cut:]
+        if not clause:
+            return None
+        self._emitted += 1
+        return clause
+
+    def flush(self) -> str | None:
+        rest, self._buf = self._buf.strip(), ""
+        if rest:
+            self._emitted += 1
+            return rest
+        return None
