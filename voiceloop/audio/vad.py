@@ -42,7 +42,7 @@ class VADOptions:
     """Below this a window counts as silence (hysteresis against flicker)."""
     min_speech_ms: float = 64.0
     """Voiced time needed before speech counts as started (drops clicks)."""
-    pre_roll_ms: float = 200.0
+    pre_roll_ms: float = 480.0
     """Audio kept before the detected onset so ASR hears the first phoneme."""
 
 

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import AudioFormatError, ConfigError
+from ..errors import ConfigError
 from ..metrics.budget import Budgets
 
 
@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
         BUNDLED_SAMPLE,
         build_report,
         format_table,
+        load_inputs,
         load_references,
         profile_inputs,
         save_replies,
@@ -43,10 +44,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from ..tts.piper import PiperOptions
 
-    inputs = args.inputs or [BUNDLED_SAMPLE]
-    for p in inputs:
-        if not p.is_file():
-            raise AudioFormatError(f"input not found: {p}")
+    inputs = load_inputs(args.inputs or [BUNDLED_SAMPLE])
     try:
         budgets = Budgets.parse(args.budgets)
     except ValueError as exc:

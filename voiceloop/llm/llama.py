@@ -30,7 +30,9 @@ class LlamaOptions:
     speculative: SpeculativeMode = "none"
     prompt_format: Literal["auto", "transcript", "chat"] = "auto"
     """auto: the GGUF's chat template when it has one, else transcript-style few-shot."""
-    max_history_turns: int = 6
+    max_history_turns: int = 8
+    history_trim_block: int = 4
+    """History is cut in blocks of this many turns, so the KV cache survives most turns."""
 
 
 class LlamaBackend(LLMBackend):
@@ -84,9 +86,18 @@ class LlamaBackend(LLMBackend):
         return self.llm.detokenize([token], special=True).decode("utf-8", errors="ignore")
 
     def _tokens(self, history: list[Message], user_text: str) -> list[int]:
-        history = history[-2 * self.options.max_history_turns :]
+        history = self._trim(history)
         text = self.prompt.render(history, user_text)
         return self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+
+    def _trim(self, history: list[Message]) -> list[Message]:
+        # Sliding by one turn would change the prompt's start every turn and void the cache;
+        # jumping by blocks keeps the prompt prefix stable for several turns at a time.
+        turns, limit, block = len(history) // 2, self.options.max_history_turns, self.options.history_trim_block
+        if turns <= limit:
+            return history
+        start = -(-(turns - limit) // block) * block
+        return history[2 * start :]
 
     def _cached_prefix(self, tokens: list[int]) -> int:
         n = 0

@@ -66,8 +66,10 @@ class AgentOptions:
     """Whisper's window is 30 s; a longer monologue is cut into turns."""
     output_queue: int = 1024
     clauses: ClauseOptions = field(default_factory=ClauseOptions)
-    prefill: bool = True
+    prefill: bool = False
     """Evaluate the stable part of interim transcripts in the LLM ahead of the turn end."""
+    continuation_ms: float = 1500.0
+    """Speech this soon after a committed turn's end, while its reply plays, continues that turn."""
 
 
 class _State(Enum):
@@ -124,6 +126,7 @@ class VoiceAgent(Stage[AudioFrame, Event]):
         self._last_pass_samples = 0
         self._prefilled = ""
         self._finishers: set[asyncio.Task[None]] = set()
+        self._last_commit: tuple[TurnRecord, np.ndarray] | None = None
 
     async def _emit(self, ev: Event) -> None:
         await self._out.put(ev)
@@ -174,11 +177,13 @@ class VoiceAgent(Stage[AudioFrame, Event]):
         if self._t0 is None:
             self._t0 = frame.timestamp_ns
         samples = frame.to_float32()
-        if frame.sample_rate != PIPELINE_RATE:
-            # Resample once, at the edge; the stream resampler keeps filter state between frames.
-            if self._resampler is None or self._resampler.from_rate != frame.sample_rate:
-                self._resampler = StreamResampler(frame.sample_rate, PIPELINE_RATE)
-            samples = self._resampler(samples)
+        if self._resampler is None or self._resampler.from_rate != frame.sample_rate:
+            # The rate changed: flush the old filter's held-back samples so the sample count
+            # (our stream clock) stays exact, then resample once, at the edge, from here on.
+            if self._resampler is not None:
+                self._pending = np.concatenate([self._pending, self._resampler(np.zeros(0, np.float32), last=True)])
+            self._resampler = StreamResampler(frame.sample_rate, PIPELINE_RATE)
+        samples = self._resampler(samples)
         self._pending = np.concatenate([self._pending, samples])
         loop = asyncio.get_running_loop()
         while self._pending.shape[0] >= WINDOW_SAMPLES:
@@ -214,35 +219,71 @@ class VoiceAgent(Stage[AudioFrame, Event]):
                 await self._on_pause(start_ns)
             return
 
-        # PAUSE
-        if prob >= o.vad.threshold:
+        # PAUSE: a window that is not clearly silent counts as the user going on.
+        if prob >= o.vad.neg_threshold:
             await self._resume(end_ns)
             return
         silence_ms = (end_ns - self._silence_start) / 1e6
-        transcript = self._job.transcript if self._job is not None else None
+        job = self._job
         if self.options.strategy == "sequential":
-            transcript = ""
+            known, transcript = True, None
+        else:
+            known = job is not None and job.transcript_ready.is_set()
+            transcript = job.transcript if known and job is not None else None
+        if transcript == "":
+            # Whisper heard no words yet (a lone short word, a breath): never end a turn on
+            # nothing; keep the audio in case the user goes on, drop it after the cap.
+            if silence_ms >= self.endpointing.max_silence_ms:
+                self._drop_utterance()
+            return
         need = self.endpointing.required_silence_ms(transcript)
-        if silence_ms >= need and (transcript is not None or silence_ms >= 3 * self.endpointing.max_silence_ms):
+        if silence_ms >= need and (known or silence_ms >= 3 * self.endpointing.max_silence_ms):
             await self._commit(end_ns)
+
+    def _drop_utterance(self) -> None:
+        if self._job is not None:
+            self._job.cancel()
+            self._job = None
+        self._state = _State.IDLE
+        self._utt = []
+        self._voiced_run = 0
 
     async def _start_speech(self, at_ns: int) -> None:
         self._state = _State.SPEECH
         self._turn_id += 1
-        self._record = TurnRecord(turn_id=self._turn_id, strategy=self.options.strategy)
-        self._record.mark("speech_start", at_ns)
+        record = TurnRecord(turn_id=self._turn_id, strategy=self.options.strategy)
+        record.mark("speech_start", at_ns)
         self._utt = list(self._preroll)
         self._preroll = []
         self._speech_end = at_ns
         self._tracker.reset()
         self._last_pass_samples = 0
         self._prefilled = ""
+        speaking = self._speaking
+        playing = speaking is not None and (not speaking.task.done() or self.clock.now_ns() < self._speaking_until)
+        if playing and self._last_commit is not None and self._last_commit[0].turn_id == speaking.turn_id:
+            prev, prev_audio = self._last_commit
+            if at_ns - prev.marks.get("speech_end", at_ns) <= self.options.continuation_ms * 1e6:
+                # The user went on right after a premature turn end: this is the same turn.
+                # Transcribe both parts together, and forget the reply that cut in.
+                speaking.merged = True
+                record.marks["speech_start"] = prev.marks["speech_start"]
+                record.preemptions, record.discarded = prev.preemptions, prev.discarded + 1
+                record.extra["continued_after_cut_in"] = True
+                self._utt = [prev_audio, *self._utt]
+                prev.extra["merged_into_next"] = True
+                if prev.extra.get("in_history"):
+                    del self.history[-2:]
+                    prev.extra["in_history"] = False
+                log.debug("turn %d continues turn %d (cut in)", self._turn_id, prev.turn_id)
+        self._record = record
         await self._emit(SpeechStarted(turn_id=self._turn_id, at_ns=at_ns))
         # Barge-in: the user talks over the agent (or over a reply still being made).
-        if self._speaking is not None and (not self._speaking.task.done() or self.clock.now_ns() < self._speaking_until):
-            await self._interrupt(self._speaking, "barge_in")
+        if playing:
+            await self._interrupt(speaking, "barge_in")
 
     async def _interrupt(self, job: ReplyJob, reason: str) -> None:
+        log.debug("turn %d: interrupt reply of turn %d (%s)", self._turn_id, job.turn_id, reason)
         job.cancel()
         if self._speaking is job:
             self._speaking = None
@@ -296,6 +337,7 @@ class VoiceAgent(Stage[AudioFrame, Event]):
             assert job is not None
         self._job = None
         self._state = _State.IDLE
+        self._last_commit = (rec, self._utt_audio())
         self._utt = []
         self._voiced_run = 0
         if self._speaking is not None and not self._speaking.task.done():
@@ -304,6 +346,8 @@ class VoiceAgent(Stage[AudioFrame, Event]):
         rec.preemption = (
             "none" if self.options.strategy == "sequential" else ("committed" if rec.discarded == 0 else "restarted")
         )
+        silence_ms = (at_ns - self._silence_start) / 1e6
+        log.debug("turn %d: commit %r after %.0f ms silence", rec.turn_id, job.transcript, silence_ms)
         await job.release()
         finisher = asyncio.create_task(self._finish(job, rec))
         self._finishers.add(finisher)
@@ -336,10 +380,16 @@ class VoiceAgent(Stage[AudioFrame, Event]):
             "tok_s": s.tok_s,
             "finish": s.finish_reason,
         }
+        log.debug("turn %d finished: reply %r, marks %s, llm %s", rec.turn_id, rec.reply, sorted(job.marks), rec.llm)
         if not text:
             return  # noise, not a turn
-        self.history += [Message("user", text), Message("assistant", rec.reply)]
-        self.budgeter.add(rec)
+        if job.merged:
+            # Cut in: the next turn carries this one's audio; its reply is discarded.
+            rec.extra["merged_into_next"] = True
+        else:
+            self.history += [Message("user", text), Message("assistant", rec.reply)]
+            rec.extra["in_history"] = True
+            self.budgeter.add(rec)
         await self._emit(TurnMetrics(turn_id=rec.turn_id, record=rec))
 
     # -- streaming ASR -------------------------------------------------------------

@@ -46,6 +46,10 @@ class ReplyJob:
         self.asr_mode = asr_mode
         self.whole_reply = whole_reply
         self.stop = threading.Event()
+        self.llm_gate = threading.Event()
+        """Cleared while the first clause is synthesised: on two cores the LLM writing clause
+        two would halve TTS speed on the critical path; it resumes once first audio exists."""
+        self.llm_gate.set()
         self.marks: dict[str, int] = {}
         self.stats = GenerationStats()
         self.transcript: str | None = transcript
@@ -55,6 +59,8 @@ class ReplyJob:
         self.spoken: list[str] = []
         """Clauses whose audio has been handed to the output."""
         self.audio_ns = 0
+        self.merged = False
+        """Set when the user went on after this reply cut in: the next turn absorbs this one."""
         self._held: list[Event] = []
         self._audio = audio
         self.on_emit: Callable[[Event], Awaitable[None]] = agent._emit
@@ -89,19 +95,27 @@ class ReplyJob:
             self.spoken.append(ev.text)
         await self.on_emit(ev)
 
-    async def _run(self) -> None:
+    async def _transcribe(self) -> None:
         loop = asyncio.get_running_loop()
         eng = self.agent.engines
-        if self.transcript is None:
-            self.marks["asr_start"] = self._now()
-            fn = eng.asr.transcribe if self.asr_mode == "sized" else eng.asr.transcribe_full
-            result = await loop.run_in_executor(eng.asr_executor, fn, self._audio)
-            self.marks["transcript_ready"] = self._now()
-            self.transcript = result.text
-            self.window_frames = result.window_frames
-        self.transcript_ready.set()
+        try:
+            if self.transcript is None:
+                self.marks["asr_start"] = self._now()
+                fn = eng.asr.transcribe if self.asr_mode == "sized" else eng.asr.transcribe_full
+                result = await loop.run_in_executor(eng.asr_executor, fn, self._audio)
+                self.marks["transcript_ready"] = self._now()
+                self.transcript = result.text
+                self.window_frames = result.window_frames
+        finally:
+            # Waiters must wake even when the job is cancelled mid-transcription.
+            self.transcript_ready.set()
+
+    async def _run(self) -> None:
+        await self._transcribe()
         if not self.transcript or self.stop.is_set():
             return
+        loop = asyncio.get_running_loop()
+        eng = self.agent.engines
 
         tokens: asyncio.Queue[tuple[int, str] | None] = asyncio.Queue()
         text = self.transcript
@@ -113,6 +127,8 @@ class ReplyJob:
             try:
                 for piece in eng.llm.stream(self.history, text, stop=self.stop, max_tokens=max_tokens, stats=self.stats):
                     loop.call_soon_threadsafe(tokens.put_nowait, (clock.now_ns(), piece))
+                    # Bounded wait: a stalled TTS must not pin the LLM thread forever.
+                    self.llm_gate.wait(timeout=0.5)
             finally:
                 loop.call_soon_threadsafe(tokens.put_nowait, None)
 
@@ -128,7 +144,9 @@ class ReplyJob:
                 parts.append(piece)
                 if not self.whole_reply:
                     for clause in splitter.feed(piece):
-                        self.marks.setdefault("first_clause", self._now())
+                        if "first_clause" not in self.marks:
+                            self.marks["first_clause"] = self._now()
+                            self.llm_gate.clear()
                         await clauses.put(clause)
             self.reply_text = "".join(parts).strip()
             # The conventional path only starts speaking once the whole reply exists.
@@ -142,6 +160,7 @@ class ReplyJob:
             await speaker
         finally:
             self.stop.set()
+            self.llm_gate.set()
             speaker.cancel()
 
     async def _speak(self, clauses: asyncio.Queue[str | None]) -> None:
@@ -155,6 +174,7 @@ class ReplyJob:
                 return list(eng.tts.synthesize(c, stop=self.stop))
 
             chunks = await loop.run_in_executor(eng.tts_executor, synth)
+            self.llm_gate.set()
             if not chunks:
                 continue
             self.marks.setdefault("first_tts_audio", self._now())

@@ -83,9 +83,14 @@ async def _paced_frames(
         span.end_ns = t0 + sent
 
 
+def load_inputs(paths: list[Path]) -> list[tuple[Path, np.ndarray, int]]:
+    """Decode every input up front, so a bad file fails before any model loads."""
+    return [(p, *read_audio(p)) for p in paths]
+
+
 async def profile_inputs(
     engines: Engines,
-    paths: list[Path],
+    inputs: list[tuple[Path, np.ndarray, int]],
     *,
     strategy: Strategy = "speculative",
     budgets: Budgets | None = None,
@@ -95,8 +100,7 @@ async def profile_inputs(
     budgeter = LatencyBudgeter(budgets or Budgets())
     vad = SileroVAD(engines.vad_model)
     loaded = []
-    for p in paths:
-        samples, rate = read_audio(p)
+    for p, samples, rate in inputs:
         span = InputSpan(path=p, speech_end_ms=last_speech_end_ms(resample(samples, rate, PIPELINE_RATE), vad))
         loaded.append((span, samples, rate))
     groups = [[x] for x in loaded] if separate else [loaded]
@@ -184,7 +188,10 @@ def build_report(
     turns = []
     for span in spans:
         # The answer to an input is its last turn; earlier ones were cut in (and barged into).
-        answer = next((r for r in reversed(span.records) if r.marks.get("first_audio_out")), None)
+        answer = next(
+            (r for r in reversed(span.records) if r.marks.get("first_audio_out") and not r.extra.get("merged_into_next")),
+            None,
+        )
         rec = answer or (span.records[-1] if span.records else None)
         t: dict[str, Any] = {"input": str(span.path), "transcript": "", "reply": "", "speech_end_ms": None,
                              "first_audio_ms": None, "v2v_ms": None, "stages": {}, "over_budget": []}  # fmt: skip
@@ -192,7 +199,8 @@ def build_report(
             d = rec.to_dict(origin_ns=span.start_ns, budgets=budgets)
             t.update(d)
             t["input"] = str(span.path)
-            t["transcript"] = " ".join(r.transcript for r in span.records).strip()
+            # Merged (cut-in) turns are contained in the turn that continued them.
+            t["transcript"] = " ".join(r.transcript for r in span.records if not r.extra.get("merged_into_next")).strip()
             t["speech_end_ms"] = d["marks_ms"].get("speech_end")
             t["first_audio_ms"] = d["marks_ms"].get("first_audio_out")
         first_out = [

@@ -1,0 +1,88 @@
+"""The agent's turn logic with fake ASR/LLM/TTS engines (subclasses of the real ones) and the real VAD."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+
+from voiceloop import AgentOptions, Engines, LLMBackend, PiperTTS, VoiceAgent, WhisperASR
+from voiceloop.asr.whisper import Transcript as AsrResult
+from voiceloop.audio.files import read_audio_16k
+from voiceloop.core.clock import MonotonicClock
+from voiceloop.core.events import Interrupted, ReplyAudio, TurnMetrics
+from voiceloop.core.frames import AudioFrame
+
+
+class FakeASR(WhisperASR):
+    def __init__(self, split_s: float) -> None:  # no model
+        self.split_s = split_s
+        self.model_path = "fake"
+
+    def transcribe(self, audio, *, window_frames=None):
+        text = "Would you please turn on" if audio.shape[0] < self.split_s * 16000 else "Would you please turn on the lamp?"
+        return AsrResult(text=text, audio_s=audio.shape[0] / 16000, window_frames=600, elapsed_ms=1.0)
+
+    transcribe_full = transcribe
+
+
+class FakeLLM(LLMBackend):
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def stream(self, history, user_text, *, stop=None, max_tokens=64, stats=None):
+        self.calls.append(user_text)
+        for word in "Sure, the lamp is on now.".split(" "):
+            if stop is not None and stop.is_set():
+                return
+            yield word + " "
+
+
+class FakeTTS(PiperTTS):
+    def __init__(self) -> None:  # no model
+        self.sample_rate = 22050
+        self.model_path = "fake"
+
+    def synthesize(self, text, *, stop: threading.Event | None = None):
+        yield np.full(2205, 1000, dtype=np.int16)
+
+
+async def _frames(audio: np.ndarray, clock: MonotonicClock):
+    t0 = clock.now_ns()
+    step = 320
+    for i in range(0, audio.shape[0] - step + 1, step):
+        due = t0 + (i + step) * 62_500  # ns per sample at 16 kHz
+        delay = (due - clock.now_ns()) / 1e9
+        if delay > 0:
+            await asyncio.sleep(delay)
+        yield AudioFrame.from_float32(audio[i : i + step], 16000, t0 + i * 62_500)
+
+
+async def test_pause_inside_sentence_discards_preemption_then_commits(data_dir):
+    speech = read_audio_16k(data_dir / "voice2json_would_you_please_turn_on_living_room_lamp.wav")
+    half = speech.shape[0] // 2
+    # A 500 ms pause inside the sentence: long enough for a preemptive start, shorter than
+    # the 700 ms the policy waits after an unfinished-sounding transcript.
+    audio = np.concatenate([speech[:half], np.zeros(8000, np.float32), speech[half:], np.zeros(3 * 16000, np.float32)])
+    llm = FakeLLM()
+    engines = Engines(asr=FakeASR(split_s=half / 16000 + 0.4), llm=llm, tts=FakeTTS())
+    clock = MonotonicClock()
+    agent = VoiceAgent(engines=engines, options=AgentOptions(prefill=False), clock=clock)
+    events = [ev async for ev in agent.process(_frames(audio, clock))]
+    metrics = [e for e in events if isinstance(e, TurnMetrics)]
+    assert len(metrics) == 1, [e.type for e in events]
+    rec = metrics[0].record
+    assert rec.transcript == "Would you please turn on the lamp?"
+    assert rec.discarded >= 1 and rec.preemption == "restarted"
+    assert rec.reply == "Sure, the lamp is on now."
+    assert not any(isinstance(e, Interrupted) for e in events)
+    audio_out = [e for e in events if isinstance(e, ReplyAudio)]
+    assert audio_out and audio_out[0].frame.sample_rate == 22050
+    # The reply audio is released only after the turn end, never inside the pause.
+    assert rec.marks["first_audio_out"] >= rec.marks["turn_end"]
+    assert rec.v2v_ms is not None and rec.v2v_ms > 0
+    stages = rec.stages_ms()
+    assert sum(stages[s] for s in ("vad", "asr", "llm", "clause", "tts", "release")) == pytest.approx(rec.v2v_ms)
+    engines.close()

@@ -1,0 +1,174 @@
+"""Unit tests of the core (no models)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from voiceloop import AudioFrame, Budgets, ManualClock, Pipeline, Stage, TurnRecord
+from voiceloop.asr.streaming import StablePrefixTracker
+from voiceloop.asr.whisper import strip_restart
+from voiceloop.llm.stops import StopMatcher
+from voiceloop.metrics.budget import LatencyBudgeter
+from voiceloop.metrics.wer import wer
+from voiceloop.pipeline.endpointing import AdaptiveEndpointing, FixedSilence, reads_incomplete
+from voiceloop.tts.clauses import ClauseSplitter
+
+
+def test_audio_frame_validates_and_converts():
+    f = AudioFrame(pcm=np.array([0, 16384, -32768], dtype=np.int16), sample_rate=16000, timestamp_ns=5)
+    assert f.num_samples == 3
+    assert f.to_float32()[1] == pytest.approx(0.5)
+    assert AudioFrame.from_bytes(f.to_bytes(), 16000).pcm.tolist() == f.pcm.tolist()
+    with pytest.raises(ValueError, match="int16"):
+        AudioFrame(pcm=np.zeros(3, dtype=np.float32), sample_rate=16000)
+    with pytest.raises(ValueError, match="even"):
+        AudioFrame.from_bytes(b"abc", 16000)
+
+
+def test_manual_clock():
+    c = ManualClock(10)
+    c.advance_ms(1.5)
+    assert c.now_ns() == 10 + 1_500_000
+
+
+class Doubler(Stage[int, int]):
+    async def process(self, inputs):
+        async for x in inputs:
+            yield x * 2
+
+
+class Slow(Stage[int, int]):
+    def __init__(self) -> None:
+        self.seen = 0
+        self.cancelled = False
+
+    async def process(self, inputs):
+        try:
+            async for x in inputs:
+                self.seen += 1
+                await asyncio.sleep(0.01)
+                yield x
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+
+
+async def _count(n):
+    for i in range(n):
+        yield i
+
+
+async def test_pipeline_runs_stages_in_order():
+    out = [x async for x in Pipeline([Doubler(), Doubler()], queue_size=2).run(_count(5))]
+    assert out == [0, 4, 8, 12, 16]
+
+
+async def test_pipeline_cancellation_stops_stages_and_queues_are_bounded():
+    slow = Slow()
+    produced = 0
+
+    async def source():
+        nonlocal produced
+        for i in range(10_000):
+            produced += 1
+            yield i
+
+    async def consume():
+        async for _ in Pipeline([slow], queue_size=4).run(source()):
+            pass
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0.1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert slow.cancelled
+    # Backpressure: the source could not run far ahead of the slow stage.
+    assert produced < slow.seen + 20
+    seen = slow.seen
+    await asyncio.sleep(0.05)
+    assert slow.seen == seen  # really stopped
+
+
+def test_stop_matcher_holds_back_partial_stops():
+    m = StopMatcher(("\nUser:",))
+    assert m.feed("Hello") == "Hello"
+    assert m.feed(" there\nUs") == " there"
+    assert m.feed("er: hi") == ""
+    assert m.stopped
+    m2 = StopMatcher(("\nUser:",))
+    assert m2.feed("a\n") == "a"
+    assert m2.feed("b") == "\nb"
+
+
+def test_clause_splitter_cuts_first_clause_early():
+    s = ClauseSplitter()
+    out = []
+    for w in "Sure thing I can help you with that right away. It will rain, but later today".split(" "):
+        out += s.feed(w + " ")
+    out.append(s.flush())
+    assert out[0] == "Sure thing I can"  # first clause: 4 words, no punctuation needed
+    assert out[1] == "help you with that right away."
+    assert " ".join(out).split() == "Sure thing I can help you with that right away. It will rain, but later today".split()
+
+
+def test_stable_prefix_grows_by_agreement():
+    t = StablePrefixTracker()
+    assert t.update("what time").stable == ""
+    assert t.update("what time is").stable == "what time"
+    assert t.update("What time is it?").stable == "What time is"
+    assert t.update("what time is it").stable == "what time is it"
+
+
+def test_strip_restart_cuts_repeated_utterance():
+    assert strip_restart("What time is it? What time is it?") == "What time is it?"
+    assert strip_restart("4 queen of clothes 4 queen of") == "4 queen of clothes"
+    keep = "ask not what your country can do for you, ask what you can do for your country"
+    assert strip_restart(keep) == keep
+    assert strip_restart("no no") == "no no"
+
+
+def test_endpointing_policies():
+    a = AdaptiveEndpointing()
+    assert a.required_silence_ms("What time is it?") == a.complete_ms
+    assert a.required_silence_ms("I would like to book a table for") == a.incomplete_ms
+    assert a.required_silence_ms("so the thing is") == a.incomplete_ms
+    assert a.required_silence_ms("Call the dentist and") == a.incomplete_ms
+    assert a.required_silence_ms(None) == a.cap_ms
+    assert a.complete_ms <= 250 and a.incomplete_ms >= 600
+    assert FixedSilence(500).required_silence_ms("anything") == 500
+    assert reads_incomplete("well, um,")
+
+
+def test_turn_record_stages_add_up_to_v2v():
+    r = TurnRecord(turn_id=1)
+    ms = 1_000_000
+    for name, t in [("speech_start", 0), ("speech_end", 1000), ("asr_start", 1040), ("transcript_ready", 1120),
+                    ("first_token", 1150), ("first_clause", 1200), ("first_tts_audio", 1260), ("turn_end", 1230),
+                    ("first_audio_out", 1265)]:  # fmt: skip
+        r.mark(name, t * ms)
+    st = r.stages_ms()
+    chain = sum(st[s] for s in ("vad", "asr", "llm", "clause", "tts", "release"))
+    assert chain == pytest.approx(r.v2v_ms) == pytest.approx(265)
+    assert st["endpoint"] == pytest.approx(230)
+    assert r.over_budget(Budgets(v2v=200, tts=10)) == ["tts", "v2v"]
+    b = LatencyBudgeter()
+    seen = []
+    b.subscribe(seen.append)
+    b.add(r)
+    assert seen == [r]
+    assert b.summary()["v2v_ms"]["p50"] == pytest.approx(265)
+
+
+def test_budgets_parse():
+    assert Budgets.parse("asr=80, v2v=300").asr == 80
+    with pytest.raises(ValueError, match="unknown budget"):
+        Budgets.parse("nope=1")
+
+
+def test_wer_normalises():
+    assert wer(["Mr. Quilter is here."], ["mister quilter is here"]) == 0
+    assert wer(["a b c d"], ["a x c"]) == pytest.approx(0.5)
