@@ -39,6 +39,12 @@ TURNS: list[tuple[str, ...]] = [
 PAUSES_S = [0.4, 0.5, 0.6, 0.7, 0.8, 0.45, 0.55, 0.65]
 
 
+def _trim(pcm: np.ndarray, threshold: int = 500) -> np.ndarray:
+    """Drop Piper's leading/trailing silence so a labelled pause is the real gap between words."""
+    loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > threshold)
+    return pcm[loud[0] : loud[-1] + 1] if loud.size else pcm
+
+
 def main(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     tts = PiperTTS()
@@ -52,9 +58,10 @@ def main(out: Path) -> None:
                 pause = PAUSES_S[k % len(PAUSES_S)]
                 k += 1
                 pieces.append(np.zeros(int(pause * tts.sample_rate), dtype=np.int16))
-            pieces.append(np.concatenate(list(tts.synthesize(text))))
+            pieces.append(_trim(np.concatenate(list(tts.synthesize(text)))))
         name = f"turn_{i:02d}{'_pause' if pause else ''}.wav"
-        write_wav(out / name, np.concatenate(pieces), tts.sample_rate)
+        edge = np.zeros(int(0.3 * tts.sample_rate), dtype=np.int16)  # a little room before and after
+        write_wav(out / name, np.concatenate([edge, *pieces, edge]), tts.sample_rate)
         rows.append(f"{name}\t{pause}\t{' '.join(parts)}")
     (out / "manifest.tsv").write_text("\n".join(rows) + "\n")
     print(f"wrote {len(TURNS)} turns to {out}")

@@ -110,8 +110,8 @@ def test_clause_splitter_cuts_first_clause_early():
     for w in "Sure thing I can help you with that right away. It will rain, but later today".split(" "):
         out += s.feed(w + " ")
     out.append(s.flush())
-    assert out[0] == "Sure thing I can"  # first clause: 4 words, no punctuation needed
-    assert out[1] == "help you with that right away."
+    assert out[0] == "Sure thing I"  # first clause: 3 words, no punctuation needed
+    assert out[1] == "can help you with that right away."
     assert " ".join(out).split() == "Sure thing I can help you with that right away. It will rain, but later today".split()
 
 

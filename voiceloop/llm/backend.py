@@ -54,5 +54,12 @@ class LLMBackend(ABC):
         stats: GenerationStats | None = None,
     ) -> Iterator[str]: ...
 
+    def end_of_turn_probability(self, history: list[Message], user_text: str) -> float | None:
+        """How likely the user's line ends after ``user_text`` (a language-model turn detector).
+
+        None when the backend cannot tell; the endpointing policy then uses the text alone.
+        """
+        return None
+
     def prefill(self, history: list[Message], user_text: str) -> None:  # noqa: B027 - optional
         """Evaluate a partial prompt ahead of time (KV cache warm-up); optional."""

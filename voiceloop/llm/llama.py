@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+
 from ..errors import ModelNotFoundError
 from .backend import GenerationStats, LLMBackend
 from .prompt import ChatTemplatePrompt, Message, TranscriptPrompt
@@ -25,7 +27,11 @@ class LlamaOptions:
     model: str | None = None
     """A GGUF file; None = the embedded Gemma 3 270M Q4_K_M."""
     n_ctx: int = 2048
-    n_threads: int = 2
+    n_threads: int = 1
+    """Decode threads. A 270M model decodes as fast on one core as on two (memory-bound),
+    and one thread leaves the other core to TTS, ASR and VAD running at the same time."""
+    n_threads_batch: int = 2
+    """Prompt-evaluation threads (compute-bound: both cores help)."""
     n_batch: int = 256
     speculative: SpeculativeMode = "none"
     prompt_format: Literal["auto", "transcript", "chat"] = "auto"
@@ -59,7 +65,7 @@ class LlamaBackend(LLMBackend):
                 model_path=str(path),
                 n_ctx=o.n_ctx,
                 n_threads=o.n_threads,
-                n_threads_batch=o.n_threads,
+                n_threads_batch=o.n_threads_batch,
                 n_batch=o.n_batch,
                 draft_model=draft,
                 verbose=False,
@@ -67,6 +73,9 @@ class LlamaBackend(LLMBackend):
         except (ValueError, RuntimeError) as exc:
             raise ModelNotFoundError(f"cannot load GGUF model {path}: {exc}") from None
         self.model_path = Path(path)
+        self._end_ids = sorted(
+            {self.llm.tokenize(e.encode(), add_bos=False, special=False)[0] for e in (".", "?", "!", "\n", "\n\n")}
+        )
         vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
         self._is_eog = lambda token: bool(llama_cpp.llama_vocab_is_eog(vocab, token))
         template = self.llm.metadata.get("tokenizer.chat_template")
@@ -106,6 +115,29 @@ class LlamaBackend(LLMBackend):
                 break
             n += 1
         return min(n, len(tokens) - 1)
+
+    def end_of_turn_probability(self, history: list[Message], user_text: str) -> float | None:
+        """P(the user's line ends here) from the model's next-token distribution.
+
+        Scores "User: <words>" without the ASR's final punctuation: the probability mass on
+        ".", "?", "!" and a newline is the model's belief that the sentence is over. The KV
+        cache keeps this evaluation, so the reply that follows re-evaluates only a few tokens.
+        """
+        if not isinstance(self.prompt, TranscriptPrompt):
+            return None
+        text = user_text.strip().rstrip(".?!,;: ")
+        if not text:
+            return None
+        with self.lock:
+            prompt = self.prompt.render_user_line(self._trim(history), text)
+            tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+            reuse = self._cached_prefix(tokens)
+            self.llm.n_tokens = reuse
+            self.llm.eval(tokens[reuse:])
+            logits = np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(self.llm.n_vocab(),))
+            z = logits.astype(np.float64)
+            p = np.exp(z - z.max())
+            return float(p[self._end_ids].sum() / p.sum())
 
     def prefill(self, history: list[Message], user_text: str) -> None:
         """Evaluate the prompt of a partial transcript so the final one only adds its tail."""

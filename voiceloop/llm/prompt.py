@@ -41,6 +41,10 @@ class TranscriptPrompt:
     assistant_prefix: str = "Assistant:"
     stop: tuple[str, ...] = ("\nUser:", "\n\n", "User:")
 
+    def render_user_line(self, history: list[Message], user_text: str) -> str:
+        """The prompt up to the end of the user's words: what the turn detector scores."""
+        return self.render(history, user_text)[: -len(f"\n{self.assistant_prefix}")]
+
     def render(self, history: list[Message], user_text: str) -> str:
         parts = [self.preamble]
         for m in history:

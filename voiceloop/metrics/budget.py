@@ -140,6 +140,7 @@ class TurnRecord:
             "interrupted": self.interrupted,
             "asr_window_frames": self.asr_window_frames,
             "llm": self.llm,
+            "extra": self.extra,
         }
         if budgets is not None:
             d["over_budget"] = self.over_budget(budgets)

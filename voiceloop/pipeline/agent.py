@@ -26,6 +26,7 @@ from typing import Literal
 import numpy as np
 
 from ..asr.streaming import StablePrefixTracker
+from ..asr.whisper import Transcript as AsrResult
 from ..audio.resample import PIPELINE_RATE, StreamResampler
 from ..audio.vad import WINDOW_SAMPLES, SileroVAD, VADOptions
 from ..core.clock import DEFAULT_CLOCK, Clock
@@ -123,6 +124,7 @@ class VoiceAgent(Stage[AudioFrame, Event]):
         self._speaking_until = 0
         self._tracker = StablePrefixTracker()
         self._interim_task: asyncio.Task[None] | None = None
+        self._interim_pass: tuple[int, int, asyncio.Future[AsrResult]] | None = None
         self._last_pass_samples = 0
         self._prefilled = ""
         self._finishers: set[asyncio.Task[None]] = set()
@@ -211,7 +213,7 @@ class VoiceAgent(Stage[AudioFrame, Event]):
         if self._state is _State.SPEECH:
             if prob >= o.vad.neg_threshold:
                 self._speech_end = end_ns
-                self._maybe_interim()
+                self._maybe_interim(soft_end=prob < o.vad.threshold)
                 if len(self._utt) * WINDOW_SAMPLES >= o.max_utterance_s * PIPELINE_RATE:
                     await self._on_pause(end_ns)
                     await self._commit(end_ns, forced=True)
@@ -228,7 +230,7 @@ class VoiceAgent(Stage[AudioFrame, Event]):
         if self.options.strategy == "sequential":
             known, transcript = True, None
         else:
-            known = job is not None and job.transcript_ready.is_set()
+            known = job is not None and job.scored.is_set()
             transcript = job.transcript if known and job is not None else None
         if transcript == "":
             # Whisper heard no words yet (a lone short word, a breath): never end a turn on
@@ -236,7 +238,7 @@ class VoiceAgent(Stage[AudioFrame, Event]):
             if silence_ms >= self.endpointing.max_silence_ms:
                 self._drop_utterance()
             return
-        need = self.endpointing.required_silence_ms(transcript)
+        need = self.endpointing.required_silence_ms(transcript, end_of_turn=job.end_of_turn if job else None)
         if silence_ms >= need and (known or silence_ms >= 3 * self.endpointing.max_silence_ms):
             await self._commit(end_ns)
 
@@ -258,6 +260,7 @@ class VoiceAgent(Stage[AudioFrame, Event]):
         self._speech_end = at_ns
         self._tracker.reset()
         self._last_pass_samples = 0
+        self._interim_pass = None
         self._prefilled = ""
         speaking = self._speaking
         playing = speaking is not None and (not speaking.task.done() or self.clock.now_ns() < self._speaking_until)
@@ -299,12 +302,17 @@ class VoiceAgent(Stage[AudioFrame, Event]):
             if self._job is not None:
                 self._job.cancel()
             self._record.preemptions += 1
+            # The silent window is the last one in the utterance; a pass that ended just before
+            # it heard every voiced sample, so its result is the final transcript.
+            voiced = (len(self._utt) - 1) * WINDOW_SAMPLES
+            early = self._interim_pass if self._interim_pass and self._interim_pass[0] == voiced else None
             self._job = ReplyJob(
                 self,
                 turn_id=self._turn_id,
                 audio=self._utt_audio(),
                 history=list(self.history),
                 held=True,
+                early_asr=early[1:] if early else None,
             )
 
     async def _resume(self, at_ns: int) -> None:
@@ -370,6 +378,7 @@ class VoiceAgent(Stage[AudioFrame, Event]):
         # History holds what the user heard: after barge-in, only the clauses played.
         rec.reply = " ".join(job.spoken) if rec.interrupted else job.reply_text
         rec.asr_window_frames = job.window_frames
+        rec.extra["final_asr_from_streaming_pass"] = job.early_asr_used
         s = job.stats
         rec.llm = {
             "prompt_tokens": s.prompt_tokens,
@@ -393,21 +402,31 @@ class VoiceAgent(Stage[AudioFrame, Event]):
         await self._emit(TurnMetrics(turn_id=rec.turn_id, record=rec))
 
     # -- streaming ASR -------------------------------------------------------------
-    def _maybe_interim(self) -> None:
+    def _maybe_interim(self, *, soft_end: bool = False) -> None:
+        """Start a streaming pass every ``interim_every_ms`` of speech, and at once when the
+        speech probability sags (the end of a word): if silence follows, that pass already
+        covers every voiced sample and becomes the final transcript, a window early."""
         if self.options.strategy != "speculative":
             return
         n = len(self._utt) * WINDOW_SAMPLES
-        if n - self._last_pass_samples < self.options.interim_every_ms * PIPELINE_RATE / 1000:
+        if not soft_end and n - self._last_pass_samples < self.options.interim_every_ms * PIPELINE_RATE / 1000:
             return
-        if self._interim_task is not None and not self._interim_task.done():
+        if n == self._last_pass_samples or (self._interim_task is not None and not self._interim_task.done()):
             return
         self._last_pass_samples = n
-        self._interim_task = asyncio.create_task(self._interim(self._turn_id, self._utt_audio()))
+        future: asyncio.Future[AsrResult] = asyncio.get_running_loop().create_future()
+        self._interim_pass = (n, self.clock.now_ns(), future)
+        self._interim_task = asyncio.create_task(self._interim(self._turn_id, self._utt_audio(), future))
 
-    async def _interim(self, turn_id: int, audio: np.ndarray) -> None:
+    async def _interim(self, turn_id: int, audio: np.ndarray, future: asyncio.Future[AsrResult]) -> None:
         loop = asyncio.get_running_loop()
         eng = self.engines
-        result = await loop.run_in_executor(eng.asr_executor, eng.asr.transcribe, audio)
+        try:
+            result = await loop.run_in_executor(eng.asr_executor, eng.asr.transcribe, audio)
+        except BaseException:
+            future.cancel()
+            raise
+        future.set_result(result)
         if turn_id != self._turn_id or self._state is _State.IDLE:
             return
         interim = self._tracker.update(result.text)

@@ -47,7 +47,8 @@ def reads_incomplete(transcript: str) -> bool:
 
 class EndpointingPolicy(ABC):
     @abstractmethod
-    def required_silence_ms(self, transcript: str | None) -> float: ...
+    def required_silence_ms(self, transcript: str | None, *, end_of_turn: float | None = None) -> float:
+        """Silence that ends the turn. ``end_of_turn``: a turn detector's P(sentence over), if any."""
 
     @property
     @abstractmethod
@@ -60,7 +61,7 @@ class FixedSilence(EndpointingPolicy):
 
     silence_ms: float = 500.0
 
-    def required_silence_ms(self, transcript: str | None) -> float:
+    def required_silence_ms(self, transcript: str | None, *, end_of_turn: float | None = None) -> float:
         return self.silence_ms
 
     @property
@@ -73,17 +74,23 @@ class AdaptiveEndpointing(EndpointingPolicy):
     """Short silence when the transcript reads complete, long when it reads unfinished.
 
     Defaults: 200 ms after a complete-sounding sentence, 700 ms after an unfinished
-    one ("...book a table for", "so the thing is"), 1,200 ms at most.
+    one ("...book a table for", "so the thing is"), 1,200 ms at most. Unfinished means
+    a trailing conjunction, preposition, article or filler, or a language-model turn
+    detector putting less than ``unfinished_below`` on the sentence ending here
+    ("Can you tell me", "What time does the store").
     """
 
     complete_ms: float = 200.0
     incomplete_ms: float = 700.0
     cap_ms: float = 1200.0
+    unfinished_below: float = 0.1
 
-    def required_silence_ms(self, transcript: str | None) -> float:
+    def required_silence_ms(self, transcript: str | None, *, end_of_turn: float | None = None) -> float:
         if transcript is None:
             return self.cap_ms
-        return self.incomplete_ms if reads_incomplete(transcript) else self.complete_ms
+        if reads_incomplete(transcript) or (end_of_turn is not None and end_of_turn < self.unfinished_below):
+            return self.incomplete_ms
+        return self.complete_ms
 
     @property
     def max_silence_ms(self) -> float:

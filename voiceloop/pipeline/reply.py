@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from ..asr.whisper import Transcript as AsrResult
 from ..core.events import Event, ReplyAudio, ReplyText
 from ..core.frames import AudioFrame
 from ..llm.backend import GenerationStats
@@ -38,6 +39,7 @@ class ReplyJob:
         asr_mode: AsrMode = "sized",
         whole_reply: bool = False,
         transcript: str | None = None,
+        early_asr: tuple[int, asyncio.Future[AsrResult]] | None = None,
     ) -> None:
         self.agent = agent
         self.turn_id = turn_id
@@ -55,6 +57,9 @@ class ReplyJob:
         self.transcript: str | None = transcript
         self.window_frames = 0
         self.transcript_ready = asyncio.Event()
+        self.end_of_turn: float | None = None
+        self.scored = asyncio.Event()
+        """The turn detector's P(sentence over), scored before the reply starts (held replies only)."""
         self.reply_text = ""
         self.spoken: list[str] = []
         """Clauses whose audio has been handed to the output."""
@@ -63,6 +68,8 @@ class ReplyJob:
         """Set when the user went on after this reply cut in: the next turn absorbs this one."""
         self._held: list[Event] = []
         self._audio = audio
+        self._early_asr = early_asr
+        self.early_asr_used = False
         self.on_emit: Callable[[Event], Awaitable[None]] = agent._emit
         self.task = asyncio.create_task(self._run(), name=f"reply-{turn_id}")
 
@@ -100,9 +107,20 @@ class ReplyJob:
         eng = self.agent.engines
         try:
             if self.transcript is None:
-                self.marks["asr_start"] = self._now()
-                fn = eng.asr.transcribe if self.asr_mode == "sized" else eng.asr.transcribe_full
-                result = await loop.run_in_executor(eng.asr_executor, fn, self._audio)
+                result = None
+                if self._early_asr is not None:
+                    started, future = self._early_asr
+                    self.marks["asr_start"] = started
+                    try:
+                        result = await asyncio.shield(future)
+                        self.early_asr_used = True
+                    except asyncio.CancelledError:
+                        if self.stop.is_set():
+                            raise
+                if result is None:
+                    self.marks["asr_start"] = self._now()
+                    fn = eng.asr.transcribe if self.asr_mode == "sized" else eng.asr.transcribe_full
+                    result = await loop.run_in_executor(eng.asr_executor, fn, self._audio)
                 self.marks["transcript_ready"] = self._now()
                 self.transcript = result.text
                 self.window_frames = result.window_frames
@@ -111,11 +129,21 @@ class ReplyJob:
             self.transcript_ready.set()
 
     async def _run(self) -> None:
-        await self._transcribe()
-        if not self.transcript or self.stop.is_set():
-            return
         loop = asyncio.get_running_loop()
         eng = self.agent.engines
+        try:
+            await self._transcribe()
+            if not self.transcript or self.stop.is_set():
+                return
+            if self.held:
+                # Same thread and KV cache as the reply: the reply re-evaluates only a few tokens.
+                self.end_of_turn = await loop.run_in_executor(
+                    eng.llm_executor, eng.llm.end_of_turn_probability, self.history, self.transcript
+                )
+        finally:
+            self.scored.set()
+        if not self.transcript or self.stop.is_set():
+            return
 
         tokens: asyncio.Queue[tuple[int, str] | None] = asyncio.Queue()
         text = self.transcript

@@ -17,7 +17,7 @@ _WORD = re.compile(r"\S+(?=\s)")
 
 @dataclass(frozen=True, slots=True)
 class ClauseOptions:
-    first_max_words: int = 4
+    first_max_words: int = 3
     """Cut the first clause after this many words even without punctuation."""
     min_words: int = 3
     """A comma only ends a (later) clause once it has this many words."""
