@@ -133,7 +133,8 @@ class WhisperASR:
         with self._lock:
             text, hit = self._decode(audio, frames)
             fell_back = False
-            if frames < FULL_WINDOW_FRAMES and _looks_looped(text, hit):
+            # A looped decode, or nothing at all where VAD heard speech: the 30 s window decides.
+            if frames < FULL_WINDOW_FRAMES and (not text or _looks_looped(text, hit)):
                 log.debug("short window looped (%d frames): %r; retrying on 30 s", frames, text)
                 text, _ = self._decode(audio, FULL_WINDOW_FRAMES)
                 fell_back = True

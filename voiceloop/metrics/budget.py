@@ -165,6 +165,7 @@ class LatencyBudgeter:
     def __init__(self, budgets: Budgets | None = None) -> None:
         self.budgets = budgets or Budgets()
         self.records: list[TurnRecord] = []
+        self.input_lag: dict[str, float | None] | None = None
         self._observers: list[Callable[[TurnRecord], None]] = []
 
     def subscribe(self, observer: Callable[[TurnRecord], None]) -> Callable[[], None]:

@@ -101,6 +101,8 @@ class VoiceAgent(Stage[AudioFrame, Event]):
         self.budgeter = budgeter or LatencyBudgeter(Budgets())
         self.clock = clock
         self.history: list[Message] = []
+        self.input_lag_ms: list[float] = []
+        """Per VAD window: ms between the window's last sample and its processing."""
         self._vad = SileroVAD(engines.vad_model)
         self._out: asyncio.Queue[object] = asyncio.Queue(o.output_queue)
         self._reset_stream()
@@ -193,7 +195,10 @@ class VoiceAgent(Stage[AudioFrame, Event]):
             start = self._samples
             self._samples += WINDOW_SAMPLES
             prob = await loop.run_in_executor(self.engines.vad_executor, self._vad, window)
-            await self._on_window(window, prob, self._ns_at(start), self._ns_at(self._samples))
+            end_ns = self._ns_at(self._samples)
+            # How far behind real time the input is handled: a growing lag means a backlog.
+            self.input_lag_ms.append((self.clock.now_ns() - end_ns) / 1e6)
+            await self._on_window(window, prob, self._ns_at(start), end_ns)
 
     async def _on_window(self, window: np.ndarray, prob: float, start_ns: int, end_ns: int) -> None:
         o = self.options

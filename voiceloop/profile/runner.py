@@ -104,6 +104,7 @@ async def profile_inputs(
         span = InputSpan(path=p, speech_end_ms=last_speech_end_ms(resample(samples, rate, PIPELINE_RATE), vad))
         loaded.append((span, samples, rate))
     groups = [[x] for x in loaded] if separate else [loaded]
+    lags: list[float] = []
     for group in groups:
         agent = VoiceAgent(engines=engines, options=AgentOptions(strategy=strategy), budgeter=budgeter, clock=clock)
         spans = [g[0] for g in group]
@@ -120,6 +121,14 @@ async def profile_inputs(
                 span.records.append(rec)
             elif ev.type == "speech_started":
                 turn_span[ev.turn_id] = _span_at(spans, ev.at_ns)  # type: ignore[attr-defined]
+        lags += agent.input_lag_ms
+        # Input lag in the last tenth of the session vs the first: a backlog would grow.
+        tenth = max(1, len(agent.input_lag_ms) // 10)
+        budgeter.input_lag = {
+            **percentiles(lags),
+            "first_tenth_p95": percentiles(agent.input_lag_ms[:tenth])["p95"],
+            "last_tenth_p95": percentiles(agent.input_lag_ms[-tenth:])["p95"],
+        }
     return [g[0] for g in loaded], budgeter
 
 
@@ -230,6 +239,7 @@ def build_report(
         "preemptions": sum(t["preemptions"] for t in turns),
         "discarded": sum(t["discarded"] for t in turns),
         "committed": sum(1 for t in answered if t.get("preemption") in ("committed", "restarted")),
+        "input_lag_ms": budgeter.input_lag,
     }
     refd = [t for t in turns if "reference" in t]
     if refd:

@@ -1,0 +1,67 @@
+"""The speculative agent on the real models: preemption, adaptive endpointing, no cut-in on a pause."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from voiceloop import AudioFrame, ReplyAudio, Transcript, TurnMetrics, VoiceAgent
+from voiceloop.audio.resample import resample
+from voiceloop.core.clock import MonotonicClock
+
+pytestmark = pytest.mark.models
+
+
+def _speech(engines, text: str) -> np.ndarray:
+    pcm = np.concatenate(list(engines.tts.synthesize(text)))
+    loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > 500)
+    pcm = pcm[loud[0] : loud[-1] + 1]
+    return resample(pcm.astype(np.float32) / 32768.0, engines.tts.sample_rate, 16000)
+
+
+async def _run(engines, audio: np.ndarray):
+    clock = MonotonicClock()
+    agent = VoiceAgent(engines=engines, clock=clock)
+    t0 = clock.now_ns()
+
+    async def frames():
+        for i in range(0, audio.shape[0] - 320 + 1, 320):
+            delay = (t0 + (i + 320) * 62_500 - clock.now_ns()) / 1e9
+            if delay > 0:
+                await asyncio.sleep(delay)
+            yield AudioFrame.from_float32(audio[i : i + 320], 16000, t0 + i * 62_500)
+
+    events = [ev async for ev in agent.process(frames())]
+    return t0, events
+
+
+async def test_pause_inside_sentence_waits_for_the_rest(engines):
+    first, second = _speech(engines, "So the thing is"), _speech(engines, "my flight was cancelled.")
+    lead = np.zeros(8000, np.float32)
+    audio = np.concatenate([lead, first, np.zeros(9600, np.float32), second, np.zeros(48000, np.float32)])
+    second_end_ns = int((lead.size + first.size + 9600 + second.size) * 62_500)
+    t0, events = await _run(engines, audio)
+    turns = [e.record for e in events if isinstance(e, TurnMetrics)]
+    assert len(turns) == 1, [r.transcript for r in turns]
+    rec = turns[0]
+    assert "thing is" in rec.transcript.lower() and "flight" in rec.transcript.lower()
+    assert rec.reply
+    assert rec.preemptions >= 2 and rec.discarded >= 1  # a reply was started in the pause and dropped
+    first_audio = next(e for e in events if isinstance(e, ReplyAudio))
+    assert first_audio.frame.timestamp_ns - t0 > second_end_ns  # no cut-in: nothing played in the pause
+    assert any(isinstance(e, Transcript) and not e.final for e in events)  # streamed interim transcripts
+
+
+async def test_complete_question_ends_on_short_silence(engines):
+    q = _speech(engines, "What is the capital of France?")
+    audio = np.concatenate([np.zeros(8000, np.float32), q, np.zeros(48000, np.float32)])
+    _, events = await _run(engines, audio)
+    (rec,) = [e.record for e in events if isinstance(e, TurnMetrics)]
+    assert "france" in rec.transcript.lower()
+    assert "Paris" in rec.reply
+    st = rec.stages_ms()
+    # The adaptive policy confirmed the turn after its short silence, not the long one.
+    assert st["endpoint"] < 450
+    assert sum(st[s] for s in ("vad", "asr", "llm", "clause", "tts", "release")) == pytest.approx(rec.v2v_ms)
