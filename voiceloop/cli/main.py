@@ -19,7 +19,7 @@ def _configure_logging(level: str, log_file: str | None) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import models_cmd, profile_cmd
+    from . import models_cmd, profile_cmd, serve_cmd
 
     p = argparse.ArgumentParser(prog="voiceloop", description="Realtime voice agents, every millisecond shown.")
     p.add_argument("--log-level", default="warning", help="debug, info, warning (default), error")
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     profile_cmd.add_parser(sub)
     models_cmd.add_parser(sub)
+    serve_cmd.add_parser(sub)
     return p
 
 

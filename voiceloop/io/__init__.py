@@ -1,0 +1,1 @@
+"""Transports: how audio gets in and out (websocket bridge)."""

@@ -290,6 +290,14 @@ class VoiceAgent(Stage[AudioFrame, Event]):
         if playing:
             await self._interrupt(speaking, "barge_in")
 
+    async def interrupt(self, reason: str = "client") -> bool:
+        """Stop the reply being spoken now (e.g. the client's own barge-in button)."""
+        job = self._speaking
+        if job is None or (job.task.done() and self.clock.now_ns() >= self._speaking_until):
+            return False
+        await self._interrupt(job, reason)
+        return True
+
     async def _interrupt(self, job: ReplyJob, reason: str) -> None:
         log.debug("turn %d: interrupt reply of turn %d (%s)", self._turn_id, job.turn_id, reason)
         job.cancel()

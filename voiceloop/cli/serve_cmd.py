@@ -1,0 +1,60 @@
+"""``voiceloop serve``: the websocket audio bridge and its browser page."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="websocket audio bridge with a browser page at /")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--token", default=os.environ.get("VOICELOOP_TOKEN"), help="required off loopback (or VOICELOOP_TOKEN)")
+    p.add_argument("--max-sessions", type=int, default=4)
+    p.add_argument("--idle-timeout", type=float, default=60.0, help="close a connection silent for this many seconds")
+    p.add_argument("--allow-origin", action="append", default=[], help="extra browser Origin to accept (repeatable)")
+    p.add_argument("--whisper", help="a CTranslate2 Whisper model directory")
+    p.add_argument("--llm", help="a GGUF model file")
+    p.add_argument("--voice", help="a Piper voice .onnx")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..asr.whisper import WhisperOptions
+    from ..io.websocket_server import BridgeOptions, BridgeServer, is_loopback
+    from ..llm.llama import LlamaOptions
+    from ..pipeline.engines import Engines
+    from ..tts.piper import PiperOptions
+
+    options = BridgeOptions(
+        host=args.host,
+        port=args.port,
+        token=args.token,
+        max_sessions=args.max_sessions,
+        idle_timeout_s=args.idle_timeout,
+        allowed_origins=tuple(args.allow_origin),
+    )
+    if not is_loopback(args.host) and not args.token:
+        # Check before loading models: the answer does not depend on them.
+        from ..errors import ConfigError
+
+        raise ConfigError(f"refusing to listen on non-loopback address {args.host!r} without --token")
+    print("loading models ...", file=sys.stderr)
+    engines = Engines.load(
+        whisper=WhisperOptions(model=args.whisper), llama=LlamaOptions(model=args.llm), piper=PiperOptions(model=args.voice)
+    )
+    engines.warm_up()
+    server = BridgeServer(engines, options)
+    print(f"voiceloop bridge: open http://{args.host}:{args.port}/ in a browser (Ctrl-C stops)", file=sys.stderr)
+    try:
+        asyncio.run(server.serve_forever())
+    except OSError as exc:
+        from ..errors import VoiceloopError
+
+        raise VoiceloopError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    finally:
+        engines.close()
+    return 0
