@@ -12,9 +12,11 @@ another session.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hmac
 import ipaddress
 import itertools
+import json
 import logging
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -26,6 +28,8 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from ..audio.mulaw import mulaw_decode, mulaw_encode
+from ..audio.resample import resample
 from ..core.clock import DEFAULT_CLOCK, Clock
 from ..core.events import Interrupted, ReplyAudio, ReplyText, SpeechStarted, Transcript, TurnMetrics
 from ..core.frames import AudioFrame
@@ -142,7 +146,8 @@ class BridgeServer:
             await ws.close(CLOSE_BUSY, f"server busy: {self.options.max_sessions} sessions is the maximum")
             return
         sid = f"s{next(self._ids)}"
-        session = _Session(self, ws, sid)
+        path = urlsplit(ws.request.path).path if ws.request else "/ws"
+        session = (_TwilioSession if path == "/twilio" else _Session)(self, ws, sid)
         self.sessions[sid] = session
         try:
             await session.run()
@@ -286,3 +291,81 @@ class _Session:
                 await self._events
             except (asyncio.CancelledError, ConnectionClosed):
                 pass
+
+
+class _TwilioSession(_Session):
+    """Twilio Media Streams on ``/twilio``: JSON events with base64 μ-law at 8 kHz.
+
+    Twilio sends ``connected``, ``start``, ``media``, ``mark`` and ``stop``; we answer with
+    ``media`` (the reply), ``mark`` (after each clause) and ``clear`` (barge-in: Twilio drops
+    what it has buffered).
+    """
+
+    RATE = 8000
+
+    async def run(self) -> None:
+        o = self.server.options
+        self.rate = self.RATE
+        self.stream_sid = ""
+        try:
+            while True:
+                try:
+                    raw = await asyncio.wait_for(self.ws.recv(), o.idle_timeout_s)
+                except TimeoutError:
+                    await self.ws.close(CLOSE_IDLE, "idle timeout")
+                    return
+                if isinstance(raw, bytes):
+                    await self.ws.close(CLOSE_POLICY, "Twilio Media Streams sends JSON text messages")
+                    return
+                try:
+                    msg = json.loads(raw)
+                    event = msg["event"]
+                except (ValueError, KeyError, TypeError):
+                    log.warning("twilio session %s: malformed message ignored: %.80r", self.id, raw)
+                    continue
+                if event == "start":
+                    start = msg.get("start", {})
+                    fmt = start.get("mediaFormat", {})
+                    if fmt.get("encoding", "audio/x-mulaw") != "audio/x-mulaw" or int(fmt.get("sampleRate", 8000)) != 8000:
+                        await self.ws.close(CLOSE_POLICY, "only audio/x-mulaw at 8000 Hz is supported")
+                        return
+                    self.stream_sid = start.get("streamSid") or msg.get("streamSid", "")
+                    self.agent = VoiceAgent(engines=self.server.engines, options=o.agent, clock=self.server.clock)
+                    self._events = asyncio.create_task(self._send_events(), name=f"twilio-{self.id}-events")
+                elif event == "media" and self.agent is not None:
+                    try:
+                        payload = base64.b64decode(msg["media"]["payload"], validate=True)
+                    except (KeyError, TypeError, ValueError):
+                        log.warning("twilio session %s: bad media payload ignored", self.id)
+                        continue
+                    self._audio(mulaw_decode(payload).astype("<i2").tobytes())
+                elif event == "stop":
+                    await self.ws.close(1000, "stream stopped")
+                    return
+                # "connected" and "mark" echoes need no action.
+        except ConnectionClosed:
+            return
+
+    async def _send_events(self) -> None:
+        assert self.agent is not None
+        out_rate = self.server.engines.tts.sample_rate
+        try:
+            async for ev in self.agent.process(self._frames()):
+                if isinstance(ev, ReplyAudio):
+                    if ev.turn_id in self._interrupted:
+                        continue
+                    pcm8k = resample(ev.frame.pcm, out_rate, self.RATE)
+                    for i in range(0, pcm8k.shape[0], 160):  # 20 ms media messages
+                        payload = base64.b64encode(mulaw_encode(pcm8k[i : i + 160])).decode()
+                        await self.ws.send(
+                            json.dumps({"event": "media", "streamSid": self.stream_sid, "media": {"payload": payload}})
+                        )
+                elif isinstance(ev, ReplyText):
+                    await self.ws.send(
+                        json.dumps({"event": "mark", "streamSid": self.stream_sid, "mark": {"name": f"turn{ev.turn_id}"}})
+                    )
+                elif isinstance(ev, Interrupted):
+                    self._interrupted.add(ev.turn_id)
+                    await self.ws.send(json.dumps({"event": "clear", "streamSid": self.stream_sid}))
+        except ConnectionClosed:
+            pass

@@ -1,0 +1,70 @@
+"""Twilio Media Streams endpoint (/twilio), driven by a scripted client speaking Twilio's message format."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+
+import numpy as np
+import pytest
+from websockets.asyncio.client import connect
+
+from voiceloop.audio.files import read_audio
+from voiceloop.audio.mulaw import mulaw_decode, mulaw_encode
+from voiceloop.audio.resample import resample
+from voiceloop.io.websocket_server import BridgeOptions, BridgeServer
+
+
+def test_mulaw_round_trip_is_g711():
+    x = np.array([0, 1, -1, 100, -100, 1000, -1000, 32767, -32768], dtype=np.int16)
+    y = mulaw_decode(mulaw_encode(x))
+    assert np.all(np.abs(y.astype(int) - x.astype(int)) <= np.maximum(8, np.abs(x.astype(int)) // 16))
+    assert mulaw_encode(np.array([0], np.int16)) == b"\xff"  # G.711: silence is 0xFF
+
+
+@pytest.mark.models
+async def test_twilio_call(engines, data_dir):
+    server = BridgeServer(engines, BridgeOptions(port=0))
+    await server.start()
+    samples, rate = read_audio(data_dir / "voice2json_would_you_please_turn_on_living_room_lamp.wav")
+    speech8k = (resample(samples, rate, 8000) * 32767).astype(np.int16)
+    sid = "MZ0123456789abcdef"
+    try:
+        async with connect(f"ws://127.0.0.1:{server.port}/twilio") as ws:
+            await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+            start = {"streamSid": sid, "accountSid": "AC1", "callSid": "CA1", "tracks": ["inbound"],
+                     "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}  # fmt: skip
+            await ws.send(json.dumps({"event": "start", "sequenceNumber": "1", "start": start, "streamSid": sid}))
+            await ws.send("not json at all")  # ignored, the call goes on
+            received: list[dict] = []
+
+            async def reader():
+                async for m in ws:
+                    received.append(json.loads(m))
+
+            task = asyncio.create_task(reader())
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            # First utterance, 3 s of silence for the reply, then the caller talks over the reply (barge-in).
+            audio = np.concatenate([speech8k, np.zeros(3 * 8000, np.int16), speech8k, np.zeros(8000, np.int16)])
+            barge_at = speech8k.shape[0] + int(0.8 * 8000)
+            audio = np.concatenate([audio[:barge_at], speech8k, audio[barge_at:]])
+            for k, i in enumerate(range(0, audio.shape[0] - 160 + 1, 160)):
+                await asyncio.sleep(max(0.0, t0 + (k + 1) * 0.02 - loop.time()))
+                payload = base64.b64encode(mulaw_encode(audio[i : i + 160])).decode()
+                media = {"track": "inbound", "chunk": str(k + 1), "timestamp": str(k * 20), "payload": payload}
+                await ws.send(json.dumps({"event": "media", "sequenceNumber": str(k + 2), "media": media, "streamSid": sid}))
+            await asyncio.sleep(1.0)
+            await ws.send(json.dumps({"event": "stop", "sequenceNumber": "999", "streamSid": sid, "stop": {}}))
+            await asyncio.wait_for(task, 10)
+    finally:
+        await server.close()
+    media = [m for m in received if m["event"] == "media"]
+    assert media and all(m["streamSid"] == sid for m in media)
+    reply = np.concatenate([mulaw_decode(base64.b64decode(m["media"]["payload"])) for m in media])
+    assert reply.shape[0] > 4000  # more than half a second of reply audio at 8 kHz
+    text = engines.asr.transcribe(resample(reply.astype(np.float32) / 32768, 8000, 16000)).text
+    assert len(text.split()) >= 2, text  # it is speech
+    assert any(m["event"] == "mark" for m in received)
+    assert any(m["event"] == "clear" for m in received)  # barge-in flushed Twilio's buffer
