@@ -280,6 +280,12 @@ def format_table(report: dict[str, Any]) -> str:
         f"p95 {f(v['p95'])} max {f(v['max'])}  cut-ins {s['cut_ins']}  preemptions {s['preemptions']} "
         f"(discarded {s['discarded']})" + (f"  WER {s['wer']:.3f}" if "wer" in s else "")
     )
+    lag = s.get("input_lag_ms") or {}
+    if lag.get("p50") is not None:
+        lines.append(
+            f"input lag ms (VAD window end -> handled): p50 {f(lag['p50'])} p95 {f(lag['p95'])} max {f(lag['max'])}; "
+            f"p95 first tenth {f(lag['first_tenth_p95'])}, last tenth {f(lag['last_tenth_p95'])}"
+        )
     lines.append("stage p50/p95 ms: " + "  ".join(f"{k} {f(x['p50'])}/{f(x['p95'])}" for k, x in s["stages"].items()))
     lines.append("(* = over budget; budgets: " + ", ".join(f"{k}={v:.0f}" for k, v in report["budgets"].items()) + ")")
     return "\n".join(lines)
