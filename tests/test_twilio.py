@@ -38,23 +38,38 @@ async def test_twilio_call(engines, data_dir):
             await ws.send(json.dumps({"event": "start", "sequenceNumber": "1", "start": start, "streamSid": sid}))
             await ws.send("not json at all")  # ignored, the call goes on
             received: list[dict] = []
+            replying = asyncio.Event()
 
             async def reader():
                 async for m in ws:
                     received.append(json.loads(m))
+                    if received[-1]["event"] == "media":
+                        replying.set()
 
             task = asyncio.create_task(reader())
             loop = asyncio.get_running_loop()
             t0 = loop.time()
-            # First utterance, 3 s of silence for the reply, then the caller talks over the reply (barge-in).
-            audio = np.concatenate([speech8k, np.zeros(3 * 8000, np.int16), speech8k, np.zeros(8000, np.int16)])
-            barge_at = speech8k.shape[0] + int(0.8 * 8000)
-            audio = np.concatenate([audio[:barge_at], speech8k, audio[barge_at:]])
-            for k, i in enumerate(range(0, audio.shape[0] - 160 + 1, 160)):
-                await asyncio.sleep(max(0.0, t0 + (k + 1) * 0.02 - loop.time()))
-                payload = base64.b64encode(mulaw_encode(audio[i : i + 160])).decode()
-                media = {"track": "inbound", "chunk": str(k + 1), "timestamp": str(k * 20), "payload": payload}
-                await ws.send(json.dumps({"event": "media", "sequenceNumber": str(k + 2), "media": media, "streamSid": sid}))
+            k = 0
+
+            async def send(pcm: np.ndarray, until: asyncio.Event | None = None) -> None:
+                nonlocal k
+                for i in range(0, pcm.shape[0] - 160 + 1, 160):
+                    if until is not None and until.is_set():
+                        return
+                    k += 1
+                    await asyncio.sleep(max(0.0, t0 + k * 0.02 - loop.time()))
+                    payload = base64.b64encode(mulaw_encode(pcm[i : i + 160])).decode()
+                    media = {"track": "inbound", "chunk": str(k), "timestamp": str(k * 20), "payload": payload}
+                    await ws.send(
+                        json.dumps({"event": "media", "sequenceNumber": str(k + 1), "media": media, "streamSid": sid})
+                    )
+
+            # The caller asks, waits for the reply to start, then talks over it (barge-in).
+            await send(speech8k)
+            await send(np.zeros(5 * 8000, np.int16), until=replying)
+            assert replying.is_set()
+            await send(speech8k)
+            await send(np.zeros(3 * 8000, np.int16))
             await asyncio.sleep(1.0)
             await ws.send(json.dumps({"event": "stop", "sequenceNumber": "999", "streamSid": sid, "stop": {}}))
             await asyncio.wait_for(task, 10)
