@@ -19,7 +19,7 @@ def _configure_logging(level: str, log_file: str | None) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import models_cmd, profile_cmd, serve_cmd
+    from . import assistant_cmd, models_cmd, profile_cmd, serve_cmd
 
     p = argparse.ArgumentParser(prog="voiceloop", description="Realtime voice agents, every millisecond shown.")
     p.add_argument("--log-level", default="warning", help="debug, info, warning (default), error")
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     profile_cmd.add_parser(sub)
     models_cmd.add_parser(sub)
     serve_cmd.add_parser(sub)
+    assistant_cmd.add_parser(sub)
     return p
 
 

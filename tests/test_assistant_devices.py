@@ -1,0 +1,245 @@
+"""`voiceloop assistant` on real audio devices: PulseAudio null sinks as a virtual microphone and speaker.
+
+The virtual microphone is the monitor of sink "vmic" (we play speech files into it with paplay); the virtual
+speaker is sink "vspk" (we record its monitor with parec). PortAudio reaches PulseAudio through ALSA's pulse plugin.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from voiceloop.audio.files import read_audio, write_wav
+from voiceloop.audio.resample import resample
+from voiceloop.profile.runner import BUNDLED_SAMPLE
+
+pytestmark = pytest.mark.models
+
+
+@pytest.fixture
+def pulse(tmp_path):
+    if not shutil.which("pulseaudio"):
+        pytest.fail("pulseaudio is not installed: run sh tests/system-deps.sh")
+    run_dir = tmp_path / "xdg"
+    run_dir.mkdir(mode=0o700)
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(run_dir), "HOME": str(tmp_path)}
+    env.pop("PULSE_SERVER", None)
+    subprocess.run(
+        ["pulseaudio", "-D", "--system=false", "--exit-idle-time=-1", "--disallow-exit", "-n",
+         "--load=module-native-protocol-unix", "--load=module-null-sink sink_name=vmic",
+         "--load=module-null-sink sink_name=vspk", "--load=module-always-sink"],
+        env=env, check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    for cmd in (["pactl", "set-default-source", "vmic.monitor"], ["pactl", "set-default-sink", "vspk"]):
+        subprocess.run(cmd, env=env, check=True, timeout=10)
+    yield env
+    subprocess.run(["pulseaudio", "--kill"], env=env, timeout=10)
+
+
+class Assistant:
+    """`voiceloop assistant` as a user runs it, its stdout read line by line."""
+
+    def __init__(self, env: dict, *extra: str) -> None:
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "voiceloop", "assistant", *extra],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, pattern: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.lines:
+                if re.search(pattern, line):
+                    return line
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        err = self.proc.stderr.read() if self.proc.poll() is not None and self.proc.stderr else ""
+        raise AssertionError(f"no line matching {pattern!r}; got {self.lines[-8:]} {err[-500:]}")
+
+    def stop(self) -> str:
+        self.proc.send_signal(2)
+        try:
+            self.proc.wait(20)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+        return "\n".join(self.lines)
+
+
+class Recorder:
+    """parec of a monitor source into memory, with the monotonic time of its start."""
+
+    def __init__(self, env: dict, source: str) -> None:
+        self.proc = subprocess.Popen(
+            ["parec", "-d", source, "--rate=16000", "--channels=1", "--format=s16le", "--latency-msec=10"],
+            env=env, stdout=subprocess.PIPE,
+        )  # fmt: skip
+        self.t0 = time.monotonic()
+        self.chunks: list[bytes] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        while chunk := self.proc.stdout.read(640):
+            self.chunks.append(chunk)
+
+    def audio(self) -> np.ndarray:
+        return np.frombuffer(b"".join(self.chunks), dtype=np.int16)
+
+    def stop(self) -> np.ndarray:
+        self.proc.terminate()
+        self.proc.wait(5)
+        return self.audio()
+
+
+def _play(env: dict, path: Path) -> None:
+    subprocess.run(["paplay", "-d", "vmic", str(path)], env=env, check=True, timeout=30)
+
+
+def _wav16(data_dir: Path, name: str, tmp_path: Path) -> Path:
+    samples, rate = read_audio(data_dir / name)
+    out = tmp_path / (Path(name).stem + ".wav")
+    write_wav(out, (samples * 32767).astype(np.int16), rate)
+    return out
+
+
+def _speech_spans(audio: np.ndarray, threshold: int = 800) -> list[tuple[float, float]]:
+    """(start_s, end_s) of stretches louder than threshold, gaps under 0.3 s bridged."""
+    win = 160
+    n = audio.shape[0] // win
+    loud = np.abs(audio[: n * win].reshape(n, win)).max(axis=1) > threshold
+    spans, start, last = [], None, -100
+    for i, on in enumerate(loud):
+        if on:
+            if start is None or i - last > 30:
+                if start is not None:
+                    spans.append((start / 100, (last + 1) / 100))
+                start = i
+            last = i
+    if start is not None:
+        spans.append((start / 100, (last + 1) / 100))
+    return spans
+
+
+def test_assistant_answers_with_speech_within_budget(pulse, engines, data_dir, tmp_path):
+    question = BUNDLED_SAMPLE  # "what time is it", a real recording
+    app = Assistant(pulse)
+    try:
+        app.wait_for("^listening", 120)
+        speaker = Recorder(pulse, "vspk.monitor")
+        _play(pulse, question)
+        line = app.wait_for(r"^\[turn \d+\] you:", 20)
+        time.sleep(3.0)
+        reply = speaker.stop()
+    finally:
+        out = app.stop()
+    assert "time is it" in line.lower()
+    v2v = float(re.search(r"v2v (\d+) ms", line).group(1))
+    assert v2v < 1500  # the device-test budget: first reply sample at the DAC within 1.5 s of the end of speech
+    text = engines.asr.transcribe_full(reply.astype(np.float32) / 32768).text
+    assert len(text.split()) >= 2, f"the virtual speaker carried no speech: {text!r}"
+    assert "session: 1 turns answered" in out  # Ctrl-C printed the session summary
+
+
+def test_barge_in_stops_playback(pulse, data_dir, tmp_path):
+    question = _wav16(data_dir, "voice2json_would_you_please_turn_on_living_room_lamp.wav", tmp_path)
+    interruption = _wav16(data_dir, "cmu_arctic_a0024.wav", tmp_path)
+    app = Assistant(pulse)
+    try:
+        app.wait_for("^listening", 120)
+        speaker = Recorder(pulse, "vspk.monitor")
+        mic = Recorder(pulse, "vmic.monitor")
+        _play(pulse, question)
+        app.wait_for("^speaking", 20)  # the reply is playing: talk over it
+        time.sleep(0.2)
+        _play(pulse, interruption)
+        app.wait_for(r"interrupted", 5)
+        time.sleep(1.0)
+        out_audio, in_audio = speaker.stop(), mic.stop()
+    finally:
+        app.stop()
+    # Onset of the interruption in the microphone stream vs the end of the reply on the speaker.
+    offset = speaker.t0 - mic.t0
+    # The question's own loud extent, from the file; the interruption is the first speech after it.
+    samples, rate = read_audio(question)
+    q = _speech_spans((resample(samples, rate, 16000) * 32767).astype(np.int16))
+    spans = _speech_spans(in_audio)
+    q_end = spans[0][0] + (q[-1][1] - q[0][0])
+    onset = next(start for start, _ in spans if start > q_end + 0.1)
+    reply_spans = [s for s in _speech_spans(out_audio) if s[1] + offset > onset - 0.5]
+    assert reply_spans, "no reply audio was playing when the user barged in"
+    stopped = reply_spans[0][1] + offset
+    print(f"barge-in: playback stopped {1000 * (stopped - onset):.0f} ms after the onset of the user's speech")
+    assert stopped - onset < 0.4, f"playback went on {stopped - onset:.3f} s after the user started speaking"
+
+
+def test_agent_does_not_answer_its_own_voice(pulse, data_dir, tmp_path):
+    # Speaker -> microphone loop: everything the agent says comes back into its microphone.
+    subprocess.run(
+        ["pactl", "load-module", "module-loopback", "source=vspk.monitor", "sink=vmic", "latency_msec=30"],
+        env=pulse, check=True, timeout=10,
+    )  # fmt: skip
+    question = BUNDLED_SAMPLE  # "what time is it", a real recording
+    app = Assistant(pulse)
+    try:
+        app.wait_for("^listening", 120)
+        _play(pulse, question)
+        app.wait_for(r"^\[turn \d+\] you:", 20)
+        time.sleep(6.0)  # the reply plays and echoes back
+    finally:
+        out = app.stop()
+    turns = [line for line in out.splitlines() if re.match(r"^\[turn \d+\] you:", line)]
+    assert len(turns) == 1, turns
+    assert "interrupted" not in out
+
+
+def _cli(env: dict, *args: str, code: str | None = None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-c", code] if code else [sys.executable, "-m", "voiceloop", *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_missing_device_is_one_clear_error(pulse):
+    r = _cli(pulse, "assistant", "--input-device", "99")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "cannot open input device 99" in r.stderr
+    r = _cli(pulse, "assistant", "--output-device", "no such speaker")
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "output device" in r.stderr
+
+
+def test_missing_portaudio_names_the_package(pulse):
+    code = (
+        "import builtins\n"
+        "real = builtins.__import__\n"
+        "def imp(name, *a, **k):\n"
+        "    if name == 'sounddevice':\n"
+        "        raise OSError('PortAudio library not found')\n"
+        "    return real(name, *a, **k)\n"
+        "builtins.__import__ = imp\n"
+        "from voiceloop.cli.main import main\n"
+        "raise SystemExit(main(['assistant']))\n"
+    )
+    r = _cli(pulse, code=code)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "apt-get install libportaudio2" in r.stderr
+
+
+def test_devices_lists_the_virtual_devices(pulse):
+    r = _cli(pulse, "devices")
+    assert r.returncode == 0 and "pulse" in r.stdout
