@@ -118,7 +118,7 @@ class Speaker:
         self._buf: collections.deque[np.ndarray] = collections.deque()
         self._lock = threading.Lock()
         self._stream: Any = None
-        self._pending_first: list[tuple[int, Any]] = []
+        self._pending_first: list[Any] = []
         self._levels: collections.deque[tuple[float, float]] = collections.deque(maxlen=200)
         self.buffered = 0
 
@@ -147,8 +147,8 @@ class Speaker:
                 # When this buffer's first sample reaches the DAC, on our perf_counter clock.
                 delay = max(0.0, time_info.outputBufferDacTime - time_info.currentTime)
                 at = time.perf_counter_ns() + int(delay * 1e9)
-                for _, fut_setter in first:
-                    fut_setter(at)
+                for on_first in first:
+                    on_first(at)
 
         try:
             self._stream = self.sd.OutputStream(
@@ -162,7 +162,7 @@ class Speaker:
     def play(self, pcm: np.ndarray, on_first_sample: Any = None) -> None:
         with self._lock:
             if on_first_sample is not None:
-                self._pending_first.append((0, on_first_sample))
+                self._pending_first.append(on_first_sample)
             self._buf.append(pcm.astype(np.int16, copy=False))
             self.buffered += pcm.shape[0]
 

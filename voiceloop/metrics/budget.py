@@ -32,10 +32,6 @@ CHAIN: tuple[tuple[str, str, str], ...] = (
     ("release", "first_tts_audio", "first_audio_out"),
 )
 STAGES: tuple[str, ...] = (*tuple(s for s, _, _ in CHAIN), "endpoint")
-MARKS: tuple[str, ...] = (
-    "speech_start", "speech_end", "asr_start", "transcript_ready", "first_token",
-    "first_clause", "first_tts_audio", "turn_end", "first_audio_out",
-)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,9 +61,7 @@ def last_speech_end_ms(samples16k: np.ndarray, vad: SileroVAD, threshold: float 
     return last
 
 
-async def _paced_frames(
-    inputs: list[tuple[InputSpan, np.ndarray, int]], clock: Clock, *, separate: bool = False
-) -> AsyncIterator[AudioFrame]:
+async def _paced_frames(inputs: list[tuple[InputSpan, np.ndarray, int]], clock: Clock) -> AsyncIterator[AudioFrame]:
     t0 = clock.now_ns()
     sent = 0  # ns of audio sent so far
     for span, samples, rate in inputs:
