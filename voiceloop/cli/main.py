@@ -47,5 +47,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         # Output piped into e.g. `head`, which stopped reading: not an error worth a traceback.
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - the interpreter flushes it at exit
+        sys.stdout = open(os.devnull, "w")
         return 0
