@@ -25,6 +25,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--whisper", help="a CTranslate2 Whisper model directory")
     p.add_argument("--llm", help="a GGUF model file")
     p.add_argument("--voice", help="a Piper voice .onnx")
+    p.add_argument("--llm-url", help="use an OpenAI-compatible server instead of the local GGUF, e.g. http://host:8080/v1")
+    p.add_argument(
+        "--llm-api", choices=["chat", "completions"], default="chat", help="with --llm-url (completions: base models)"
+    )
+    p.add_argument("--llm-model", default="default", help="model name sent to the --llm-url server")
     p.set_defaults(func=run)
 
 
@@ -51,10 +56,16 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(str(exc)) from None
     references = load_references(args.reference) if args.reference else None
     print("loading models ...", file=sys.stderr)
+    remote = None
+    if args.llm_url:
+        from ..llm.remote import RemoteBackend, RemoteOptions
+
+        remote = RemoteBackend(RemoteOptions(url=args.llm_url, api=args.llm_api, model=args.llm_model))
     engines = Engines.load(
         whisper=WhisperOptions(model=args.whisper),
         llama=LlamaOptions(model=args.llm),
         piper=PiperOptions(model=args.voice),
+        llm=remote,
     )
     engines.warm_up()
     system = system_info(engines)

@@ -43,9 +43,11 @@ class Engines:
         whisper: WhisperOptions | None = None,
         llama: LlamaOptions | None = None,
         piper: PiperOptions | None = None,
+        llm: LLMBackend | None = None,
     ) -> Engines:
+        """Load the engines; ``llm`` replaces the local llama.cpp backend (e.g. a RemoteBackend)."""
         asr = WhisperASR(whisper)
-        llm = LlamaBackend(llama)
+        llm = llm or LlamaBackend(llama)
         tts = PiperTTS(piper)
         log.info("engines loaded: asr=%s llm=%s tts=%s", asr.model_path, llm.model_path, tts.model_path)
         return cls(asr=asr, llm=llm, tts=tts)

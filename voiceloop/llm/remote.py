@@ -1,0 +1,154 @@
+"""OpenAI-compatible streaming backend: llama.cpp server, vLLM, TensorRT-LLM, hosted endpoints.
+
+Blocking, like every backend: call it from a worker thread. Server-sent events are read
+line by line; the stop flag is checked between chunks and closes the connection, so
+the server stops generating too.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
+
+from ..errors import VoiceloopError
+from .backend import GenerationStats, LLMBackend
+from .prompt import Message, TranscriptPrompt
+
+
+class RemoteLLMError(VoiceloopError):
+    """The remote endpoint could not be reached, timed out or answered with an error."""
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteOptions:
+    url: str = "http://127.0.0.1:8080/v1"
+    """Base URL up to and including /v1."""
+    model: str = "default"
+    api_key: str | None = None
+    api: Literal["chat", "completions"] = "chat"
+    """chat: /chat/completions with messages (instruction models); completions: /completions with
+    voiceloop's transcript prompt (base models such as the embedded Gemma 270M)."""
+    connect_timeout_s: float = 3.0
+    read_timeout_s: float = 10.0
+    """Longest wait for the first byte and between streamed chunks."""
+    system: str = "You are a friendly voice assistant. Answer in one or two short spoken sentences."
+    temperature: float = 0.0
+
+
+class RemoteBackend(LLMBackend):
+    name = "openai-compatible"
+
+    def __init__(self, options: RemoteOptions | None = None) -> None:
+        self.options = o = options or RemoteOptions()
+        u = urlsplit(o.url)
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise RemoteLLMError(f"not an http(s) URL: {o.url!r}")
+        self._u = u
+        self.model_path = o.url
+        self.prompt = TranscriptPrompt()
+
+    def _connect(self) -> http.client.HTTPConnection:
+        cls = http.client.HTTPSConnection if self._u.scheme == "https" else http.client.HTTPConnection
+        conn = cls(self._u.hostname, self._u.port, timeout=self.options.connect_timeout_s)
+        try:
+            conn.connect()
+        except OSError as exc:
+            raise RemoteLLMError(f"cannot reach the LLM server at {self.options.url}: {exc.strerror or exc}") from None
+        conn.sock.settimeout(self.options.read_timeout_s)
+        return conn
+
+    def _body(self, history: list[Message], user_text: str, max_tokens: int) -> tuple[str, dict]:
+        o = self.options
+        if o.api == "completions":
+            return "/completions", {
+                "model": o.model,
+                "prompt": self.prompt.render(history, user_text),
+                "stop": list(self.prompt.stop),
+                "max_tokens": max_tokens,
+                "temperature": o.temperature,
+                "stream": True,
+            }
+        messages = [{"role": "system", "content": o.system}]
+        messages += [{"role": m.role, "content": m.content} for m in history]
+        messages.append({"role": "user", "content": user_text})
+        return "/chat/completions", {
+            "model": o.model,
+            "messages": messages,
+            "max_tokens": max_tokens,
+            "temperature": o.temperature,
+            "stream": True,
+        }
+
+    def stream(
+        self,
+        history: list[Message],
+        user_text: str,
+        *,
+        stop: threading.Event | None = None,
+        max_tokens: int = 64,
+        stats: GenerationStats | None = None,
+    ) -> Iterator[str]:
+        st = stats if stats is not None else GenerationStats()
+        path, body = self._body(history, user_text, max_tokens)
+        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        if self.options.api_key:
+            headers["Authorization"] = f"Bearer {self.options.api_key}"
+        t0 = time.perf_counter_ns()
+        conn = self._connect()
+        try:
+            try:
+                conn.request("POST", self._u.path.rstrip("/") + path, json.dumps(body), headers)
+                resp = conn.getresponse()
+            except TimeoutError:
+                raise RemoteLLMError(
+                    f"the LLM server at {self.options.url} sent no response within {self.options.read_timeout_s:.0f} s"
+                ) from None
+            if resp.status != 200:
+                detail = resp.read(300).decode("utf-8", "replace").strip()
+                raise RemoteLLMError(f"the LLM server at {self.options.url} answered HTTP {resp.status}: {detail}")
+            t_first = 0
+            while True:
+                if stop is not None and stop.is_set():
+                    st.cancelled = True
+                    st.finish_reason = "cancelled"
+                    return
+                try:
+                    line = resp.readline()
+                except TimeoutError:
+                    raise RemoteLLMError(
+                        f"the LLM server at {self.options.url} stalled for {self.options.read_timeout_s:.0f} s mid-reply"
+                    ) from None
+                if not line:
+                    st.finish_reason = st.finish_reason or "eos"
+                    return
+                line = line.strip()
+                if not line.startswith(b"data:"):
+                    continue
+                data = line[5:].strip()
+                if data == b"[DONE]":
+                    st.finish_reason = st.finish_reason or "stop"
+                    return
+                try:
+                    choice = json.loads(data)["choices"][0]
+                except (ValueError, KeyError, IndexError):
+                    continue
+                text = choice.get("text") if "text" in choice else (choice.get("delta") or {}).get("content")
+                if choice.get("finish_reason"):
+                    st.finish_reason = choice["finish_reason"]
+                if not text:
+                    continue
+                now = time.perf_counter_ns()
+                if not t_first:
+                    t_first = now
+                    st.ttft_ms = (now - t0) / 1e6
+                st.decode_tokens += 1  # one streamed chunk is one token on llama.cpp, vLLM and TRT-LLM
+                st.decode_ms = (now - t_first) / 1e6
+                yield text
+        finally:
+            conn.close()  # closing the socket is how a client cancels a streamed completion
