@@ -24,6 +24,7 @@ async def frames(audio: np.ndarray):
 
 async def main(path: str) -> None:
     engines = Engines.load()
+    engines.warm_up()  # first calls pay one-off costs; keep them out of the first turn
     agent = VoiceAgent(engines=engines)
     audio = np.concatenate([read_audio_16k(path), np.zeros(3 * 16000, np.float32)])
     async for ev in agent.process(frames(audio)):
