@@ -70,6 +70,8 @@ class AgentOptions:
     clauses: ClauseOptions = field(default_factory=ClauseOptions)
     prefill: bool = False
     """Evaluate the stable part of interim transcripts in the LLM ahead of the turn end."""
+    barge_in_min_speech_ms: float = 32.0
+    """Voiced time that starts a turn while the agent is speaking (barge-in); otherwise ``vad.min_speech_ms``."""
     continuation_ms: float = 1500.0
     """Speech this soon after a committed turn's end, while its reply plays, continues that turn."""
 
@@ -211,7 +213,10 @@ class VoiceAgent(Stage[AudioFrame, Event]):
             if prob >= o.vad.threshold:
                 self._voiced_run += 1
                 self._silent_run = 0
-                if self._voiced_run * 32 >= o.vad.min_speech_ms:
+                # Talking over the agent must stop it fast: one voiced window is enough then
+                # (the echo gate keeps the agent's own voice out of the microphone).
+                need_ms = o.barge_in_min_speech_ms if self._agent_playing() else o.vad.min_speech_ms
+                if self._voiced_run * 32 >= need_ms:
                     await self._start_speech(end_ns - self._voiced_run * 32_000_000)
             else:
                 self._voiced_run = 0
@@ -278,7 +283,7 @@ class VoiceAgent(Stage[AudioFrame, Event]):
         self._interim_pass = None
         self._prefilled = ""
         speaking = self._speaking
-        playing = speaking is not None and (not speaking.task.done() or self.clock.now_ns() < self._speaking_until)
+        playing = self._agent_playing()
         if playing and self._last_commit is not None and self._last_commit[0].turn_id == speaking.turn_id:
             prev, prev_audio = self._last_commit
             if at_ns - prev.marks.get("speech_end", at_ns) <= self.options.continuation_ms * 1e6:
@@ -300,10 +305,14 @@ class VoiceAgent(Stage[AudioFrame, Event]):
         if playing:
             await self._interrupt(speaking, "barge_in")
 
+    def _agent_playing(self) -> bool:
+        job = self._speaking
+        return job is not None and (not job.task.done() or self.clock.now_ns() < self._speaking_until)
+
     async def interrupt(self, reason: str = "client") -> bool:
         """Stop the reply being spoken now (e.g. the client's own barge-in button)."""
         job = self._speaking
-        if job is None or (job.task.done() and self.clock.now_ns() >= self._speaking_until):
+        if job is None or not self._agent_playing():
             return False
         await self._interrupt(job, reason)
         return True
