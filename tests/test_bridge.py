@@ -209,8 +209,6 @@ async def test_page_is_served(bridge):
 async def test_disconnects_mid_turn_leave_nothing_behind(bridge, data_dir):
     server = await bridge(max_sessions=8)
     pcm, rate = _clip(data_dir)
-    baseline_tasks = len(asyncio.all_tasks())
-    baseline_threads = threading.active_count()
 
     async def rude_client(k: int):
         ws = await connect(_url(server))
@@ -222,8 +220,27 @@ async def test_disconnects_mid_turn_leave_nothing_behind(bridge, data_dir):
             await asyncio.sleep(0.2)
         ws.transport.abort()  # no close handshake: the network just went away
 
-    for wave in range(3):
+    def rss_mb() -> float:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    rss = []
+    for wave in range(4):
         await asyncio.gather(*(rude_client(8 * wave + k) for k in range(8)))
+        await _until(lambda: not server.sessions)
+        await asyncio.sleep(0.5)
+        rss.append(rss_mb())
+        if wave == 0:
+            # Worker threads start on first use: start every engine's thread, then count from here.
+            e = server.engines
+            for ex in (e.vad_executor, e.asr_executor, e.llm_executor, e.tts_executor):
+                ex.submit(lambda: None).result()
+            baseline_tasks = len(asyncio.all_tasks())
+            baseline_threads = threading.active_count()
+    # After the first wave has warmed the allocator, more waves must not keep growing memory.
+    assert rss[-1] - rss[1] < 40, rss
     for _ in range(100):
         if not server.sessions and len(asyncio.all_tasks()) <= baseline_tasks:
             break
