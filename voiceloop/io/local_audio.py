@@ -171,6 +171,14 @@ class Speaker:
             self._buf.clear()
             self.buffered = 0
             self._pending_first = []
+        if self._stream is not None:
+            # Clearing our buffer is not enough: PortAudio and the host API (ALSA, PulseAudio) hold
+            # audio too, sometimes seconds of it. abort() drops it at once; start() resumes output.
+            try:
+                self._stream.abort()
+                self._stream.start()
+            except self.sd.PortAudioError as exc:
+                log.warning("could not restart the output stream after a flush: %s", exc)
 
     def recent_level(self, window_s: float = 0.5) -> float:
         """Loudest playback RMS over the last ``window_s``: the echo reference. The echo comes
