@@ -7,6 +7,8 @@ import asyncio
 import signal
 import sys
 
+from .llm_args import add_llm_args, llama_options
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser("devices", help="list audio input and output devices")
@@ -17,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--headphones", action="store_true", help="full duplex: no echo gate (only with headphones or AEC)")
     p.add_argument("--strategy", choices=["speculative", "sequential"], default="speculative")
     p.add_argument("--whisper", help="a CTranslate2 Whisper model directory")
-    p.add_argument("--llm", help="a GGUF model file")
+    add_llm_args(p)
     p.add_argument("--voice", help="a Piper voice .onnx")
     p.set_defaults(func=run)
 
@@ -54,7 +56,6 @@ class StatusLine:
 def run(args: argparse.Namespace) -> int:
     from ..asr.whisper import WhisperOptions
     from ..io.local_audio import _default_rate, sounddevice
-    from ..llm.llama import LlamaOptions
     from ..pipeline.engines import Engines
     from ..tts.piper import PiperOptions
 
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     _default_rate(sd, _dev(args.output_device), "output")
     print("loading models ...", file=sys.stderr)
     engines = Engines.load(
-        whisper=WhisperOptions(model=args.whisper), llama=LlamaOptions(model=args.llm), piper=PiperOptions(model=args.voice)
+        whisper=WhisperOptions(model=args.whisper), llama=llama_options(args), piper=PiperOptions(model=args.voice)
     )
     engines.warm_up()
     try:

@@ -20,7 +20,7 @@ def _configure_logging(level: str, log_file: str | None) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import assistant_cmd, models_cmd, profile_cmd, serve_cmd
+    from . import assistant_cmd, bench_cmd, models_cmd, profile_cmd, serve_cmd
 
     p = argparse.ArgumentParser(prog="voiceloop", description="Realtime voice agents, every millisecond shown.")
     p.add_argument("--log-level", default="warning", help="debug, info, warning (default), error")
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     models_cmd.add_parser(sub)
     serve_cmd.add_parser(sub)
     assistant_cmd.add_parser(sub)
+    bench_cmd.add_parser(sub)
     return p
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..metrics.budget import Budgets
+from .llm_args import add_llm_args, llama_options
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reference", type=Path, help="manifest.tsv or JSON {file: transcript} for WER")
     p.add_argument("--budgets", default="", help='override budgets, e.g. "asr=80,v2v=300"')
     p.add_argument("--whisper", help="a CTranslate2 Whisper model directory")
-    p.add_argument("--llm", help="a GGUF model file")
+    add_llm_args(p)
     p.add_argument("--voice", help="a Piper voice .onnx")
     p.add_argument("--llm-url", help="use an OpenAI-compatible server instead of the local GGUF, e.g. http://host:8080/v1")
     p.add_argument(
@@ -35,7 +36,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..asr.whisper import WhisperOptions
-    from ..llm.llama import LlamaOptions
     from ..pipeline.engines import Engines
     from ..profile.runner import (
         BUNDLED_SAMPLE,
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         remote = RemoteBackend(RemoteOptions(url=args.llm_url, api=args.llm_api, model=args.llm_model))
     engines = Engines.load(
         whisper=WhisperOptions(model=args.whisper),
-        llama=LlamaOptions(model=args.llm),
+        llama=llama_options(args),
         piper=PiperOptions(model=args.voice),
         llm=remote,
     )

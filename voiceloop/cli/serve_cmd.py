@@ -7,6 +7,8 @@ import asyncio
 import os
 import sys
 
+from .llm_args import add_llm_args, llama_options
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="websocket audio bridge with a browser page at /")
@@ -17,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--idle-timeout", type=float, default=60.0, help="close a connection silent for this many seconds")
     p.add_argument("--allow-origin", action="append", default=[], help="extra browser Origin to accept (repeatable)")
     p.add_argument("--whisper", help="a CTranslate2 Whisper model directory")
-    p.add_argument("--llm", help="a GGUF model file")
+    add_llm_args(p)
     p.add_argument("--voice", help="a Piper voice .onnx")
     p.set_defaults(func=run)
 
@@ -25,7 +27,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..asr.whisper import WhisperOptions
     from ..io.websocket_server import BridgeOptions, BridgeServer, is_loopback
-    from ..llm.llama import LlamaOptions
     from ..pipeline.engines import Engines
     from ..tts.piper import PiperOptions
 
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"refusing to listen on non-loopback address {args.host!r} without --token")
     print("loading models ...", file=sys.stderr)
     engines = Engines.load(
-        whisper=WhisperOptions(model=args.whisper), llama=LlamaOptions(model=args.llm), piper=PiperOptions(model=args.voice)
+        whisper=WhisperOptions(model=args.whisper), llama=llama_options(args), piper=PiperOptions(model=args.voice)
     )
     engines.warm_up()
     server = BridgeServer(engines, options)

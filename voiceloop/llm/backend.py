@@ -28,7 +28,8 @@ class GenerationStats:
 
     @property
     def tok_s(self) -> float:
-        return self.decode_tokens / (self.decode_ms / 1000.0) if self.decode_ms > 0 else 0.0
+        """Decode speed after the first token (``decode_ms`` runs from the first token to the last)."""
+        return (self.decode_tokens - 1) / (self.decode_ms / 1000.0) if self.decode_ms > 0 else 0.0
 
     @property
     def acceptance(self) -> float:

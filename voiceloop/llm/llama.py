@@ -12,14 +12,25 @@ from typing import Literal
 
 import numpy as np
 
-from ..errors import ModelNotFoundError
+from ..errors import ConfigError, ModelNotFoundError
 from .backend import GenerationStats, LLMBackend
 from .prompt import ChatTemplatePrompt, Message, TranscriptPrompt
+from .speculative import (
+    Drafter,
+    DraftModelDrafter,
+    DraftPolicy,
+    GreedyDecoder,
+    PromptLookupDrafter,
+    batch_invariant_size,
+    check_same_tokenizer,
+    common_prefix,
+    last_logits,
+)
 from .stops import StopMatcher
 
 log = logging.getLogger("voiceloop.llm")
 
-SpeculativeMode = Literal["none", "prompt_lookup"]
+SpeculativeMode = Literal["none", "prompt_lookup", "draft"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +45,14 @@ class LlamaOptions:
     """Prompt-evaluation threads (compute-bound: both cores help)."""
     n_batch: int = 256
     speculative: SpeculativeMode = "none"
+    """none | prompt_lookup | draft (needs ``draft_model``). Lossless: greedy output is the same in every mode.
+    On the embedded Q4_K_M a verify batch costs ~2x one token, so drafting rarely pays there and
+    ``none`` is the default; see ``voiceloop bench llm``."""
+    draft_model: str | None = None
+    """A smaller GGUF with the same tokenizer (e.g. Gemma 3 270M drafting for Gemma 3 4B)."""
+    draft_max: int = 8
+    """Longest draft; the length adapts between 1 and this from the acceptance."""
+    draft_threads: int = 1
     prompt_format: Literal["auto", "transcript", "chat"] = "auto"
     """auto: the GGUF's chat template when it has one, else transcript-style few-shot."""
     max_history_turns: int = 8
@@ -53,29 +72,42 @@ class LlamaBackend(LLMBackend):
             path = str(model_path("gemma-3-270m-q4_k_m"))
         if not Path(path).is_file():
             raise ModelNotFoundError(f"GGUF model not found: {path}")
-        import llama_cpp
-
-        draft = None
-        if o.speculative == "prompt_lookup":
-            from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
-
-            draft = LlamaPromptLookupDecoding(num_pred_tokens=4)
-        try:
-            self.llm = llama_cpp.Llama(
-                model_path=str(path),
-                n_ctx=o.n_ctx,
-                n_threads=o.n_threads,
-                n_threads_batch=o.n_threads_batch,
-                n_batch=o.n_batch,
-                draft_model=draft,
-                verbose=False,
-            )
-        except (ValueError, RuntimeError) as exc:
-            raise ModelNotFoundError(f"cannot load GGUF model {path}: {exc}") from None
+        if o.speculative not in ("none", "prompt_lookup", "draft"):
+            raise ConfigError(f"speculative must be none, prompt_lookup or draft, not {o.speculative!r}")
+        if o.speculative == "draft" and not o.draft_model:
+            raise ConfigError("speculative='draft' needs draft_model: a smaller GGUF with the same tokenizer")
+        self.llm = _load(path, n_ctx=o.n_ctx, n_threads=o.n_threads, n_threads_batch=o.n_threads_batch, n_batch=o.n_batch)
         self.model_path = Path(path)
+        self.draft_llm = None
+        drafter: Drafter | None = None
+        if o.speculative == "prompt_lookup":
+            drafter = PromptLookupDrafter()
+        elif o.speculative == "draft":
+            assert o.draft_model is not None
+            if not Path(o.draft_model).is_file():
+                raise ModelNotFoundError(f"draft GGUF model not found: {o.draft_model}")
+            self.draft_llm = _load(
+                o.draft_model, n_ctx=o.n_ctx, n_threads=o.draft_threads, n_threads_batch=o.n_threads_batch, n_batch=o.n_batch
+            )
+            check_same_tokenizer(self.llm, self.draft_llm, target_name=Path(path).name, draft_name=Path(o.draft_model).name)
+            drafter = DraftModelDrafter(self.draft_llm)
+        max_batch = o.draft_max + 1
+        if drafter is not None:
+            # Lossless needs verify batches on kernels that agree with each other (probe ~0.3 s).
+            max_batch = min(max_batch, batch_invariant_size(self.llm, o.draft_max + 1))
+            log.info("speculative %s: verify batches up to %d tokens are bit-exact", o.speculative, max_batch)
+        self.decoder = GreedyDecoder(
+            self.llm,
+            drafter,
+            policy=DraftPolicy(k_max=max_batch - 1, k_init=min(4, max_batch - 1)),
+            batched=drafter is not None,
+            max_batch=max_batch,
+        )
         self._end_ids = sorted(
             {self.llm.tokenize(e.encode(), add_bos=False, special=False)[0] for e in (".", "?", "!", "\n", "\n\n")}
         )
+        import llama_cpp
+
         vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
         self._is_eog = lambda token: bool(llama_cpp.llama_vocab_is_eog(vocab, token))
         template = self.llm.metadata.get("tokenizer.chat_template")
@@ -109,12 +141,7 @@ class LlamaBackend(LLMBackend):
         return history[2 * start :]
 
     def _cached_prefix(self, tokens: list[int]) -> int:
-        n = 0
-        for a, b in zip(self.llm._input_ids[: self.llm.n_tokens], tokens, strict=False):
-            if a != b:
-                break
-            n += 1
-        return min(n, len(tokens) - 1)
+        return min(common_prefix(self.llm.input_ids[: self.llm.n_tokens], tokens), len(tokens) - 1)
 
     def end_of_turn_probability(self, history: list[Message], user_text: str) -> float | None:
         """P(the user's line ends here) from the model's next-token distribution.
@@ -134,8 +161,7 @@ class LlamaBackend(LLMBackend):
             reuse = self._cached_prefix(tokens)
             self.llm.n_tokens = reuse
             self.llm.eval(tokens[reuse:])
-            logits = np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(self.llm.n_vocab(),))
-            z = logits.astype(np.float64)
+            z = last_logits(self.llm).astype(np.float64)
             p = np.exp(z - z.max())
             return float(p[self._end_ids].sum() / p.sum())
 
@@ -150,6 +176,8 @@ class LlamaBackend(LLMBackend):
                 return
             self.llm.n_tokens = reuse
             self.llm.eval(tokens[reuse:])
+            if isinstance(self.decoder.drafter, DraftModelDrafter):
+                self.decoder.drafter.prefill(tokens)
 
     def stream(
         self,
@@ -164,15 +192,12 @@ class LlamaBackend(LLMBackend):
         with self.lock:
             t0 = time.perf_counter_ns()
             tokens = self._tokens(history, user_text)
-            st.prompt_tokens = len(tokens)
-            st.reused_tokens = self._cached_prefix(tokens)
-            st.evaluated_tokens = len(tokens) - st.reused_tokens
             matcher = StopMatcher(tuple(getattr(self.prompt, "stop", ())))
             eos = self.llm.token_eos()
             out_ids: list[int] = []
             emitted = 0
             t_first = 0
-            gen = self.llm.generate(tokens, top_k=1, top_p=1.0, temp=0.0, repeat_penalty=1.0, reset=True)
+            gen = self.decoder.generate(tokens, max_tokens=max_tokens, stop=stop, stats=st)
             try:
                 for token in gen:
                     now = time.perf_counter_ns()
@@ -204,14 +229,29 @@ class LlamaBackend(LLMBackend):
                     if len(out_ids) >= max_tokens:
                         st.finish_reason = "length"
                         break
-                    if stop is not None and stop.is_set():
-                        st.cancelled = True
-                        st.finish_reason = "cancelled"
-                        break
                 else:
-                    st.finish_reason = st.finish_reason or "eos"
+                    if stop is not None and stop.is_set():
+                        st.cancelled, st.finish_reason = True, "cancelled"
+                    else:
+                        st.finish_reason = st.finish_reason or "length"
             finally:
                 gen.close()
             tail = matcher.flush()
             if tail and not st.cancelled:
                 yield tail
+
+
+def _load(path: str | Path, *, n_ctx: int, n_threads: int, n_threads_batch: int, n_batch: int):  # -> llama_cpp.Llama
+    import llama_cpp
+
+    try:
+        return llama_cpp.Llama(
+            model_path=str(path),
+            n_ctx=n_ctx,
+            n_threads=n_threads,
+            n_threads_batch=n_threads_batch,
+            n_batch=n_batch,
+            verbose=False,
+        )
+    except (ValueError, RuntimeError) as exc:
+        raise ModelNotFoundError(f"cannot load GGUF model {path}: {exc}") from None

@@ -190,11 +190,49 @@ def ensure_gemma(*, progress: bool | None = None) -> Path:
     return target
 
 
+def ensure_derived(name: str) -> Path:
+    """Write a higher-precision GGUF from an embedded one (llama.cpp's quantize API), once."""
+    entry = _entry(name)
+    if not entry.source.startswith("derived:"):
+        raise ModelNotFoundError(f"model {name!r} is not derived from an embedded model")
+    target = voiceloop_home() / "models" / entry.file
+    if target.is_file():
+        return target
+    source = model_path(entry.source.removeprefix("derived:"))
+    ftype_name = target.stem.rsplit("-", 1)[-1].upper()
+    import ctypes
+
+    import llama_cpp
+
+    ftypes = {"F32": llama_cpp.LLAMA_FTYPE_ALL_F32, "F16": llama_cpp.LLAMA_FTYPE_MOSTLY_F16}
+    if ftype_name not in ftypes:
+        raise ModelNotFoundError(f"cannot derive {name!r}: unknown precision {ftype_name}")
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftypes[ftype_name]
+    params.allow_requantize = True
+    params.nthread = os.cpu_count() or 1
+    tmp = target.with_suffix(".gguf.partial")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if sys.stderr.isatty():
+        print(f"writing {target.name} from {source.name} ...", file=sys.stderr)
+    from llama_cpp._utils import suppress_stdout_stderr
+
+    with suppress_stdout_stderr(disable=False):  # llama.cpp logs every tensor
+        rc = llama_cpp.llama_model_quantize(str(source).encode(), str(tmp).encode(), ctypes.byref(params))
+    if rc != 0 or not tmp.is_file():
+        tmp.unlink(missing_ok=True)
+        raise ModelNotFoundError(f"llama.cpp could not write {target} from {source} (code {rc})")
+    os.replace(tmp, target)
+    return target
+
+
 def model_path(name: str) -> Path:
     """A usable path for a catalog model, or one clear error naming the install command."""
     entry = _entry(name)
     if entry.name == "gemma-3-270m-q4_k_m":
         return ensure_gemma()
+    if entry.source.startswith("derived:"):
+        return ensure_derived(name)
     f = _file_of(entry)
     if f is None or not f.exists():
         if entry.package:

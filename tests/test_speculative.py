@@ -1,0 +1,200 @@
+"""Speculative decoding on the real pair: an F32 Gemma 3 270M target written from the embedded
+Q4_K_M, which drafts for it. Losslessness, cancellation, tokenizer checks, the bench's JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from voiceloop import ConfigError, GenerationStats, LlamaBackend, LlamaOptions, Message
+from voiceloop.llm.speculative import (
+    DraftPolicy,
+    PromptLookupDrafter,
+    batch_invariant_size,
+    check_same_tokenizer,
+)
+from voiceloop.models.registry import model_path
+
+pytestmark = pytest.mark.models
+
+HISTORY = [Message("user", "Add milk, eggs and bread to my list."), Message("assistant", "Added milk, eggs and bread.")]
+PROMPTS = [
+    "Add apples, coffee, two lemons and a bag of rice to my list.",
+    "Should I bring a jacket tonight?",
+    "Tell me a short story about a dog.",
+    "No, I said book a table for four people at eight thirty on Saturday.",
+    "What is twelve times eight?",
+]
+
+
+@pytest.fixture(scope="module")
+def pair() -> tuple[str, str]:
+    return str(model_path("gemma-3-270m-f32")), str(model_path("gemma-3-270m-q4_k_m"))
+
+
+@pytest.fixture(scope="module")
+def backends(pair):
+    target, draft = pair
+    made = {
+        mode: LlamaBackend(LlamaOptions(model=target, speculative=mode, draft_model=draft if mode == "draft" else None))
+        for mode in ("prompt_lookup", "draft")
+    }
+    # The reference decodes on the same batched kernels without drafting.
+    ref = LlamaBackend(LlamaOptions(model=target, speculative="prompt_lookup"))
+    ref.decoder.drafter = None
+    made["none"] = ref
+    return made
+
+
+def _reply(backend: LlamaBackend, user: str) -> tuple[list[int], GenerationStats]:
+    st = GenerationStats()
+    "".join(backend.stream(HISTORY, user, max_tokens=40, stats=st))
+    return backend.decoder.output[: st.decode_tokens + 1], st
+
+
+def test_greedy_output_is_identical_with_and_without_speculation(backends):
+    drafted = {"prompt_lookup": 0, "draft": 0}
+    for user in PROMPTS:
+        ref, _ = _reply(backends["none"], user)
+        for mode in ("prompt_lookup", "draft"):
+            ids, st = _reply(backends[mode], user)
+            assert ids == ref, (mode, user)
+            drafted[mode] += st.drafted_tokens
+            assert 0 <= st.accepted_tokens <= st.drafted_tokens
+    # Both drafters really drafted (otherwise equality would prove nothing).
+    assert drafted["prompt_lookup"] > 0 and drafted["draft"] > 10
+    assert backends["draft"].decoder.rounds  # (drafted, accepted) per verify round
+
+
+def test_draft_model_is_accepted_often_on_its_own_dequantised_target(backends):
+    st = GenerationStats()
+    "".join(backends["draft"].stream(HISTORY, PROMPTS[2], max_tokens=40, stats=st))
+    assert st.drafted_tokens > 0 and st.acceptance > 0.6
+
+
+def test_cancellation_stops_within_one_token(backends):
+    for mode in ("prompt_lookup", "draft"):
+        stop = threading.Event()
+        st = GenerationStats()
+        pieces = []
+        for piece in backends[mode].stream([], "Tell me a long story about a dragon and a knight.", stop=stop, stats=st):
+            pieces.append(piece)
+            stop.set()
+        assert st.cancelled and st.finish_reason == "cancelled"
+        assert len(pieces) == 1 and st.decode_tokens <= 2, (mode, pieces)
+
+
+def test_follow_up_turn_reuses_the_cache(backends):
+    b = backends["draft"]
+    s1 = GenerationStats()
+    reply = "".join(b.stream([], "What is the capital of France?", stats=s1, max_tokens=24)).strip()
+    s2 = GenerationStats()
+    history = [Message("user", "What is the capital of France?"), Message("assistant", reply)]
+    "".join(b.stream(history, "And of Italy?", stats=s2, max_tokens=8))
+    assert s2.reused_tokens >= s1.prompt_tokens and s2.evaluated_tokens < 20
+
+
+def test_batch_invariance_probe(backends, engines):
+    # F32 agrees at every batch size >= 2; the Q4_K_M switches kernels at 4 tokens.
+    assert batch_invariant_size(backends["draft"].llm) == 9
+    assert 2 <= batch_invariant_size(engines.llm.llm) <= 3
+
+
+def test_draft_needs_a_model_and_a_matching_tokenizer(pair):
+    with pytest.raises(ConfigError, match="draft_model"):
+        LlamaBackend(LlamaOptions(model=pair[0], speculative="draft"))
+    with pytest.raises(ConfigError, match="none, prompt_lookup or draft"):
+        LlamaBackend(LlamaOptions(model=pair[1], speculative="medusa"))  # type: ignore[arg-type]
+
+
+class _OtherTokenizer:
+    """Stands in for a GGUF of another family (a unit check of the comparison only)."""
+
+    def __init__(self, real, *, vocab: int | None = None, shift: bool = False) -> None:
+        self.real, self.vocab, self.shift = real, vocab, shift
+
+    def n_vocab(self) -> int:
+        return self.vocab or self.real.n_vocab()
+
+    def token_bos(self) -> int:
+        return self.real.token_bos()
+
+    def token_eos(self) -> int:
+        return self.real.token_eos()
+
+    def tokenize(self, text: bytes, **kw) -> list[int]:
+        ids = self.real.tokenize(text, **kw)
+        return [i + 1 for i in ids] if self.shift else ids
+
+    def detokenize(self, ids: list[int], **kw) -> bytes:
+        return self.real.detokenize(ids, **kw)
+
+
+def test_mismatched_tokenizers_give_one_clear_error(engines):
+    real = engines.llm.llm
+    check_same_tokenizer(real, real, target_name="a", draft_name="b")
+    with pytest.raises(ConfigError, match="vocabulary sizes differ"):
+        check_same_tokenizer(real, _OtherTokenizer(real, vocab=151936), target_name="qwen.gguf", draft_name="gemma.gguf")
+    with pytest.raises(ConfigError, match="tokenizes differently"):
+        check_same_tokenizer(real, _OtherTokenizer(real, shift=True), target_name="t.gguf", draft_name="d.gguf")
+
+
+def test_prompt_lookup_copies_the_latest_continuation():
+    d = PromptLookupDrafter(max_ngram=3)
+    ctx = [1, 2, 3, 4, 5, 9, 9, 2, 3, 7, 8, 6, 2, 3]
+    assert d.propose(ctx, 2) == [7, 8]  # the most recent "2 3" is followed by 7 8
+    assert d.propose([5, 6, 7], 3) == []
+
+
+def test_draft_policy_adapts_and_pauses_when_drafting_does_not_pay():
+    p = DraftPolicy(k_init=4, k_max=8, min_rounds=2, pause_tokens=8)
+    assert p.next_k() == 0  # a plain step first, as the yardstick
+    p.update(drafted=0, accepted=0, produced=1, ms=30.0)
+    assert p.next_k() == 4
+    p.update(drafted=4, accepted=4, produced=5, ms=50.0)
+    assert p.k == 5
+    p.update(drafted=5, accepted=0, produced=1, ms=40.0)
+    assert p.k == 1
+    rounds = 0
+    while p.next_k() > 0 and rounds < 10:  # 40 ms/token vs 30 plain: drafting costs time
+        p.update(drafted=1, accepted=0, produced=1, ms=40.0)
+        rounds += 1
+    assert p.next_k() == 0 and p.paused_for == 8 and rounds <= 6
+    for _ in range(8):  # the pause runs out in plain steps, then drafting is probed again
+        p.update(drafted=0, accepted=0, produced=1, ms=30.0)
+    assert p.next_k() == 1
+
+
+def test_draft_policy_keeps_drafting_while_it_pays():
+    p = DraftPolicy(k_init=2, min_rounds=2)
+    p.update(drafted=0, accepted=0, produced=1, ms=30.0)
+    for _ in range(20):
+        p.update(drafted=p.next_k(), accepted=p.next_k(), produced=p.next_k() + 1, ms=40.0)
+    assert p.next_k() == p.k_max and p.paused_for == 0
+
+
+def test_bench_llm_json(tmp_path):
+    out = tmp_path / "bench.json"
+    r = subprocess.run(
+        [sys.executable, "-m", "voiceloop", "bench", "llm", "--limit", "3", "--repeats", "1", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(out.read_text())
+    assert res["lossless"] is True
+    assert res["target"] == "gemma-3-270m-f32.gguf" and res["draft"] == "gemma-3-270m-q4_k_m.gguf"
+    assert set(res["modes"]) == {"none", "prompt_lookup", "draft"}
+    assert {"ttft_ms", "tok_s"} <= set(res["modes"]["none"])
+    assert {"ttft_ms", "tok_s", "acceptance", "speedup", "speedup_readback"} <= set(res["modes"]["prompt_lookup"])
+    assert {"ttft_ms", "tok_s", "acceptance", "speedup", "cost_ratio"} <= set(res["modes"]["draft"])
+    assert all(m["tok_s"] > 0 for m in res["modes"].values())
+    assert 0 < res["modes"]["draft"]["cost_ratio"] < 1
+    assert res["followup_ttft_ms"] > 0
+    assert {"cost_ratio", "acceptance", "speedup"} <= set(res["predicted"][0])
+    assert "lossless: yes" in r.stdout

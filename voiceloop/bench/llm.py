@@ -1,0 +1,422 @@
+"""``voiceloop bench llm``: speculative decoding measured side by side on one target.
+
+Every conversation runs in each mode (none, prompt_lookup, draft) back to back, in a rotating
+order, with the conversation's history already in both KV caches (a follow-up turn, as in a live
+call). Decode speed, time to first token, acceptance and the greedy tokens are recorded per mode;
+losslessness is token-for-token equality with ``none``. A cost model predicts the speedup from
+the measured acceptance, draft/target cost ratio and verify-batch cost, is checked against the
+measured points, and is then evaluated for realistic pairs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..llm.backend import GenerationStats
+from ..llm.llama import LlamaBackend, LlamaOptions
+from ..llm.prompt import Message, TranscriptPrompt
+from ..llm.speculative import (
+    DraftModelDrafter,
+    DraftPolicy,
+    GreedyDecoder,
+    PromptLookupDrafter,
+    eval_prefix,
+    last_logits,
+)
+
+log = logging.getLogger("voiceloop.bench")
+
+MODES = ("none", "prompt_lookup", "draft")
+
+
+@dataclass(frozen=True, slots=True)
+class LLMBenchOptions:
+    target: str | None = None
+    """Target GGUF; None = Gemma 3 270M F32 written from the embedded Q4_K_M."""
+    draft: str | None = None
+    """Draft GGUF; None = the embedded Gemma 3 270M Q4_K_M."""
+    prompts: str | None = None
+    """A JSON file shaped like voiceloop/bench/llm_prompts.json; None = the bundled set."""
+    max_tokens: int = 48
+    repeats: int = 2
+    limit: int | None = None
+    n_threads: int = 1
+    n_threads_batch: int = 2
+
+
+@dataclass(slots=True)
+class _Run:
+    conv: str
+    kind: str
+    mode: str
+    ttft_ms: float
+    tokens: int
+    decode_ms: float
+    drafted: int
+    accepted: int
+    rounds: list[tuple[int, int]]
+    produced: int
+    """Tokens the decoder produced; more than consumed when a round overshoots the reply's end."""
+    ids: list[int]
+    text: str
+
+
+@dataclass(slots=True)
+class _Costs:
+    target_ms: float
+    draft_ms: float
+    verify: dict[int, float] = field(default_factory=dict)
+    """Verify-batch cost of n tokens relative to one token."""
+
+    def verify_cost(self, n: int) -> float:
+        if n in self.verify:
+            return self.verify[n]
+        top = max(self.verify)
+        return self.verify[top] * n / top
+
+
+def load_conversations(path: str | None = None) -> list[dict[str, Any]]:
+    if path:
+        text = Path(path).read_text()
+    else:
+        text = resources.files("voiceloop.bench").joinpath("llm_prompts.json").read_text()
+    return list(json.loads(text)["conversations"])
+
+
+def token_acceptance(rounds: list[tuple[int, int]]) -> float:
+    """Per-token acceptance probability: each drafted position is tested only if all before it passed."""
+    tested = sum(a + (1 if a < k else 0) for k, a in rounds)
+    return sum(a for _, a in rounds) / tested if tested else 0.0
+
+
+def predicted_speedup(
+    acceptance: float, cost_ratio: float, verify_cost: Callable[[int], float], *, k: float | None = None, k_max: int = 8
+) -> float:
+    """Expected decode speedup at draft length ``k`` (None: the best fixed length, which the adaptive policy
+    approaches on long replies).
+
+    Per round (Leviathan et al., 2023): (1 - a^(k+1)) / (1 - a) tokens come out for a verify batch of
+    k + 1 (verify_cost(k + 1) target tokens) and k + 1 draft evaluations (k proposals plus catching up
+    on the token the target added), each cost_ratio of a target token.
+    """
+    a = min(acceptance, 0.999999)
+
+    def at(k: float) -> float:
+        expected = (1 - a ** (k + 1)) / (1 - a)
+        draft_evals = k + 1 if cost_ratio > 0 else 0
+        lo = int(k)  # verify cost between the measured integer batch sizes
+        v = verify_cost(lo + 1) + (k - lo) * (verify_cost(lo + 2) - verify_cost(lo + 1))
+        return expected / (draft_evals * cost_ratio + v)
+
+    if k is not None:
+        return at(k)
+    return max(1.0, *(at(k) for k in range(1, k_max + 1)))
+
+
+def predicted_in_replies(speedup: float, runs: list[_Run]) -> float:
+    """The model's speedup on these replies: only tokens from drafting rounds speed up (Amdahl),
+    and tokens a final round produces past the reply's end are paid for but not used."""
+    produced = sum(r.produced for r in runs)
+    consumed = sum(len(r.ids) for r in runs)
+    drafted_rounds = sum(a + 1 for r in runs for _, a in r.rounds)
+    f = min(1.0, drafted_rounds / produced) if produced else 0.0
+    return (consumed / produced) / ((1 - f) + f / speedup) if produced else 1.0
+
+
+def _median_ms(fn: Callable[[], None], reps: int = 7) -> float:
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter_ns()
+        fn()
+        times.append((time.perf_counter_ns() - t0) / 1e6)
+    return statistics.median(times)
+
+
+def _calibrate(backend: LlamaBackend, decoder: GreedyDecoder) -> _Costs:
+    """One-token and batch costs of the target, one-token cost of the draft, on a real prompt."""
+    tokens = backend.llm.tokenize(TranscriptPrompt().render([], "Hello there.").encode(), add_bos=True, special=True)
+    eval_prefix(backend.llm, tokens)
+    base = backend.llm.n_tokens
+    fill = [int(last_logits(backend.llm).argmax())] * 9
+
+    def verify(n: int) -> Callable[[], None]:
+        def run() -> None:
+            backend.llm.n_tokens = base
+            decoder._verify(fill[:n])
+
+        return run
+
+    costs = _Costs(target_ms=_median_ms(verify(1)), draft_ms=0.0)
+    for n in range(1, 10):
+        costs.verify[n] = _median_ms(verify(n)) / costs.target_ms
+    assert backend.draft_llm is not None
+    draft = backend.draft_llm
+    eval_prefix(draft, tokens)
+    dbase = draft.n_tokens
+
+    def draft_step() -> None:
+        draft.n_tokens = dbase
+        draft.eval(fill[:1])
+
+    costs.draft_ms = _median_ms(draft_step)
+    backend.llm.n_tokens = 0
+    draft.n_tokens = 0
+    return costs
+
+
+def _warm_history(backend: LlamaBackend, history: list[Message], user: str) -> None:
+    """Put the conversation so far in both KV caches: the state of a live call before this turn."""
+    full = backend._tokens(history, user)
+    rendered = backend.prompt.render(backend._trim(history), user)
+    cut = rendered.rindex(getattr(backend.prompt, "user_prefix", "User:"))
+    head = backend.llm.tokenize(rendered[:cut].encode(), add_bos=True, special=True)
+    n = 0
+    while n < min(len(head), len(full)) and head[n] == full[n]:
+        n += 1
+    for llm in (backend.llm, backend.draft_llm):
+        if llm is not None:
+            llm.n_tokens = 0
+            eval_prefix(llm, full[:n])
+
+
+def _history(conv: dict[str, Any]) -> list[Message]:
+    msgs: list[Message] = []
+    for user, assistant in conv["history"]:
+        msgs += [Message("user", user), Message("assistant", assistant)]
+    return msgs
+
+
+def run_llm_bench(opts: LLMBenchOptions, *, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    from ..models.registry import model_path
+
+    say = progress or (lambda _msg: None)
+    target = opts.target or str(model_path("gemma-3-270m-f32"))
+    draft = opts.draft or str(model_path("gemma-3-270m-q4_k_m"))
+    backend = LlamaBackend(
+        LlamaOptions(
+            model=target,
+            speculative="draft",
+            draft_model=draft,
+            n_threads=opts.n_threads,
+            n_threads_batch=opts.n_threads_batch,
+            prompt_format="transcript",
+        )
+    )
+    assert backend.draft_llm is not None
+    max_batch = backend.decoder.max_batch
+    k_max = max_batch - 1
+
+    def spec(drafter: PromptLookupDrafter | DraftModelDrafter | None) -> GreedyDecoder:
+        policy = DraftPolicy(k_max=k_max, k_init=min(4, k_max))
+        return GreedyDecoder(backend.llm, drafter, policy=policy, batched=True, max_batch=max_batch)
+
+    # "none" runs on the same batched kernels as the drafting modes (the exact reference);
+    # "plain" is llama.cpp's usual one-token step, reported alongside.
+    decoders = {
+        "none": spec(None),
+        "prompt_lookup": spec(PromptLookupDrafter()),
+        "draft": spec(DraftModelDrafter(backend.draft_llm)),
+        "plain": GreedyDecoder(backend.llm),
+    }
+    say(f"target {Path(target).name}, draft {Path(draft).name}, bit-exact verify batches <= {max_batch}; calibrating")
+    costs = _calibrate(backend, decoders["plain"])
+    convs = load_conversations(opts.prompts)[: opts.limit]
+
+    def run(conv: dict[str, Any], mode: str) -> _Run:
+        history = _history(conv)
+        _warm_history(backend, history, conv["user"])
+        backend.decoder = decoders[mode]
+        st = GenerationStats()
+        text = "".join(backend.stream(history, conv["user"], max_tokens=opts.max_tokens, stats=st))
+        dec = decoders[mode]
+        # The caller stops at EOS / a stop string; compare the tokens it consumed.
+        ids = dec.output[: st.decode_tokens + 1]
+        return _Run(
+            conv=conv["id"], kind=conv["kind"], mode=mode, ttft_ms=st.ttft_ms, tokens=st.decode_tokens,
+            decode_ms=st.decode_ms, drafted=st.drafted_tokens, accepted=st.accepted_tokens,
+            rounds=list(dec.rounds), produced=len(dec.output), ids=ids, text=text,
+        )  # fmt: skip
+
+    all_modes = (*MODES, "plain")
+    for mode in all_modes:  # warm-up: first-call allocations and the policies' plain-step yardstick
+        run(convs[0], mode)
+    runs: list[_Run] = []
+    for rep in range(opts.repeats):
+        for i, conv in enumerate(convs):
+            order = all_modes[(i + rep) % 4 :] + all_modes[: (i + rep) % 4]
+            for mode in order:
+                runs.append(run(conv, mode))
+            say(f"[{rep + 1}/{opts.repeats}] {i + 1}/{len(convs)} {conv['id']}")
+    followups = _followup_ttfts(convs, opts)
+    return _summarise(runs, followups, costs, target=target, draft=draft, opts=opts, max_batch=max_batch)
+
+
+def _followup_ttfts(convs: list[dict[str, Any]], opts: LLMBenchOptions) -> list[float]:
+    """Time to first token of a follow-up turn on the embedded model (as the voice pipeline runs it).
+
+    The previous turn is generated in place, so the KV cache holds the conversation as a live
+    call leaves it; then the next user line is timed.
+    """
+    backend = LlamaBackend(LlamaOptions(n_threads=opts.n_threads, n_threads_batch=opts.n_threads_batch))
+    out = []
+    for conv in convs:
+        if not conv.get("followup"):
+            continue
+        history = _history(conv)
+        reply = "".join(backend.stream(history, conv["user"], max_tokens=opts.max_tokens)).strip()
+        st = GenerationStats()
+        history += [Message("user", conv["user"]), Message("assistant", reply)]
+        for _ in backend.stream(history, conv["followup"], max_tokens=2, stats=st):
+            pass
+        out.append(st.ttft_ms)
+    return out
+
+
+def _tok_s(runs: list[_Run]) -> float:
+    ms = sum(r.decode_ms for r in runs)
+    return sum(max(r.tokens - 1, 0) for r in runs) / (ms / 1000.0) if ms > 0 else 0.0
+
+
+def _summarise(
+    runs: list[_Run],
+    followups: list[float],
+    costs: _Costs,
+    *,
+    target: str,
+    draft: str,
+    opts: LLMBenchOptions,
+    max_batch: int,
+) -> dict[str, Any]:
+    by_mode = {m: [r for r in runs if r.mode == m] for m in MODES}
+    plain = [r for r in runs if r.mode == "plain"]
+    none_ids: dict[str, list[int]] = {}
+    for r in by_mode["none"]:
+        none_ids.setdefault(r.conv, r.ids)
+    mismatches = sorted({f"{r.mode}:{r.conv}" for r in runs if r.mode in MODES and r.ids != none_ids[r.conv]})
+    plain_same = sum(r.ids == none_ids[r.conv] for r in plain) / len(plain) if plain else 0.0
+    none_tok_s = _tok_s(by_mode["none"])
+
+    def kind_tok_s(mode: str, kind: str) -> float:
+        return _tok_s([r for r in by_mode[mode] if r.kind == kind])
+
+    modes: dict[str, dict[str, Any]] = {}
+    for mode, rs in by_mode.items():
+        m: dict[str, Any] = {
+            "ttft_ms": round(statistics.median(r.ttft_ms for r in rs), 1),
+            "tok_s": round(_tok_s(rs), 1),
+        }
+        if mode != "none":
+            drafted = sum(r.drafted for r in rs)
+            rounds = [x for r in rs for x in r.rounds]
+            m["acceptance"] = round(sum(r.accepted for r in rs) / drafted, 3) if drafted else 0.0
+            m["token_acceptance"] = round(token_acceptance(rounds), 3)
+            m["speedup"] = round(_tok_s(rs) / none_tok_s, 3)
+            for kind in ("chat", "readback"):
+                ref = kind_tok_s("none", kind)
+                m[f"speedup_{kind}"] = round(kind_tok_s(mode, kind) / ref, 3) if ref else 0.0
+            m["drafted"] = drafted
+            m["accepted"] = sum(r.accepted for r in rs)
+        modes[mode] = m
+    cost_ratio = costs.draft_ms / costs.target_ms
+    modes["draft"]["cost_ratio"] = round(cost_ratio, 3)
+    checks = []
+    for mode, ratio in (("draft", cost_ratio), ("prompt_lookup", 0.0)):
+        acc = modes[mode]["token_acceptance"]
+        rounds = [x for r in by_mode[mode] for x in r.rounds]
+        mean_k = sum(k for k, _ in rounds) / len(rounds) if rounds else 1.0
+        ideal = predicted_speedup(acc, ratio, costs.verify_cost)
+        at_k = predicted_speedup(acc, ratio, costs.verify_cost, k=mean_k)
+        checks.append(
+            {
+                "mode": mode,
+                "cost_ratio": round(ratio, 3),
+                "acceptance": acc,
+                "mean_draft_len": round(mean_k, 2),
+                "predicted_best_k": round(ideal, 3),
+                "predicted": round(predicted_in_replies(at_k, by_mode[mode]), 3),
+                "measured": modes[mode]["speedup"],
+            }
+        )
+    predicted = [
+        {"cost_ratio": c, "acceptance": a, "speedup": round(predicted_speedup(a, c, costs.verify_cost), 3)}
+        for c in (0.05, 0.1, 0.2)
+        for a in (0.5, 0.6, 0.7, 0.8, 0.9)
+    ]
+    return {
+        "target": Path(target).name,
+        "draft": Path(draft).name,
+        "lossless": not mismatches,
+        "lossless_mismatches": mismatches,
+        "conversations": len(none_ids),
+        "repeats": opts.repeats,
+        "max_tokens": opts.max_tokens,
+        "modes": modes,
+        "plain_decode": {
+            "tok_s": round(_tok_s(plain), 1),
+            "ttft_ms": round(statistics.median(r.ttft_ms for r in plain), 1) if plain else 0.0,
+            "same_tokens_as_none": round(plain_same, 3),
+        },
+        "bit_exact_batch_max": max_batch,
+        "followup_ttft_ms": round(statistics.median(followups), 1) if followups else 0.0,
+        "followup_ttft_p90_ms": round(sorted(followups)[int(0.9 * (len(followups) - 1))], 1) if followups else 0.0,
+        "costs": {
+            "target_token_ms": round(costs.target_ms, 2),
+            "draft_token_ms": round(costs.draft_ms, 2),
+            "verify_cost": {str(n): round(v, 3) for n, v in costs.verify.items()},
+        },
+        "model_check": checks,
+        "predicted": predicted,
+        "replies": {r.conv: r.text.strip() for r in by_mode["none"]},
+    }
+
+
+def format_report(res: dict[str, Any]) -> str:
+    lines = [
+        f"target {res['target']}  draft {res['draft']}  ({res['conversations']} conversations x {res['repeats']}, "
+        f"<= {res['max_tokens']} tokens, modes interleaved)",
+        f"{'mode':<14}{'ttft ms':>9}{'tok/s':>8}{'accept':>8}{'speedup':>9}{'chat':>7}{'readback':>10}",
+    ]
+    for mode in MODES:
+        m = res["modes"][mode]
+        acc = f"{m['acceptance']:.2f}" if "acceptance" in m else "-"
+        sp = f"x{m['speedup']:.2f}" if "speedup" in m else "x1.00"
+        chat = f"x{m['speedup_chat']:.2f}" if "speedup_chat" in m else "-"
+        rb = f"x{m['speedup_readback']:.2f}" if "speedup_readback" in m else "-"
+        lines.append(f"{mode:<14}{m['ttft_ms']:>9.1f}{m['tok_s']:>8.1f}{acc:>8}{sp:>9}{chat:>7}{rb:>10}")
+    p = res["plain_decode"]
+    lines.append(
+        f"{'(plain)':<14}{p['ttft_ms']:>9.1f}{p['tok_s']:>8.1f}  one-token steps; same tokens as none on "
+        f"{p['same_tokens_as_none'] * 100:.0f}% of replies"
+    )
+    c = res["costs"]
+    lines.append(
+        f"lossless: {'yes' if res['lossless'] else 'NO (' + ', '.join(res['lossless_mismatches']) + ')'}   "
+        f"follow-up ttft (cached history, embedded Q4_K_M): p50 {res['followup_ttft_ms']:.1f} ms, "
+        f"p90 {res['followup_ttft_p90_ms']:.1f} ms"
+    )
+    lines.append(
+        f"costs: target {c['target_token_ms']:.1f} ms/token, draft {c['draft_token_ms']:.1f} ms/token "
+        f"(ratio {res['modes']['draft']['cost_ratio']:.2f}), verify 5 tokens = x{c['verify_cost']['5']:.2f} one token"
+    )
+    lines.append("cost model vs measured:")
+    for ch in res["model_check"]:
+        lines.append(
+            f"  {ch['mode']:<14} acceptance/token {ch['acceptance']:.2f}  cost ratio {ch['cost_ratio']:.2f}  "
+            f"mean k {ch['mean_draft_len']:.1f}: predicted x{ch['predicted']:.2f} "
+            f"(x{ch['predicted_best_k']:.2f} at the best k), measured x{ch['measured']:.2f}"
+        )
+    lines.append("predicted speedup for realistic pairs (same verify-cost curve):")
+    accs = sorted({p["acceptance"] for p in res["predicted"]})
+    lines.append("  cost ratio " + "".join(f"{'a=' + format(a, '.1f'):>8}" for a in accs))
+    for c_ratio in sorted({p["cost_ratio"] for p in res["predicted"]}):
+        row = [p for p in res["predicted"] if p["cost_ratio"] == c_ratio]
+        lines.append(f"  {c_ratio:<11.2f}" + "".join(f"{'x' + format(p['speedup'], '.2f'):>8}" for p in row))
+    return "\n".join(lines)

@@ -1,0 +1,347 @@
+"""Greedy decoding with speculation for llama-cpp-python.
+
+A drafter proposes the next few tokens; the target evaluates the last committed token and the
+draft in one batch and keeps the drafted tokens that equal its own argmax, plus its own token at
+the first mismatch. Every kept token is the target's greedy choice, so the output is the same
+with and without speculation (lossless), and each round yields at least one token.
+
+Two drafters: prompt lookup (copies the continuation of an earlier occurrence of the last
+n-gram, free to compute; it pays on read-backs) and a draft model (a smaller GGUF with the same
+tokenizer, with its own KV cache kept in step with the committed tokens).
+
+llama-cpp-python's own ``draft_model`` path needs ``logits_all=True``, which keeps a
+n_ctx x vocab float matrix (2 GB for Gemma's 262k vocabulary at n_ctx 2048) and copies every row;
+this loop reads only the verify batch's logits.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..errors import ConfigError
+from .backend import GenerationStats
+
+if TYPE_CHECKING:
+    import llama_cpp
+
+log = logging.getLogger("voiceloop.llm")
+
+
+def common_prefix(evaluated: np.ndarray, tokens: Sequence[int]) -> int:
+    """How many leading tokens two sequences share."""
+    m = min(len(evaluated), len(tokens))
+    if m == 0:
+        return 0
+    diff = np.nonzero(evaluated[:m] != np.asarray(tokens[:m], dtype=evaluated.dtype))[0]
+    return int(diff[0]) if len(diff) else m
+
+
+def last_logits(llm: llama_cpp.Llama) -> np.ndarray:
+    return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),))
+
+
+def eval_prefix(llm: llama_cpp.Llama, tokens: Sequence[int], *, min_eval: int = 1) -> int:
+    """Bring ``llm``'s KV cache to exactly ``tokens`` (reusing the shared prefix); returns tokens reused.
+
+    At least the last ``min_eval`` tokens are evaluated so the last token's logits are current
+    (2 keeps the evaluation on llama.cpp's batched kernels, see ``GreedyDecoder``).
+    """
+    reuse = max(0, min(common_prefix(llm.input_ids[: llm.n_tokens], tokens), len(tokens) - min_eval))
+    llm.n_tokens = reuse
+    llm.eval(tokens[reuse:])
+    return reuse
+
+
+class Drafter(ABC):
+    """Proposes up to ``k`` tokens that continue ``context`` (prompt + committed output)."""
+
+    name: str = "drafter"
+    free: bool = False
+    """True when proposing costs (almost) nothing, so only the verify batch is at stake."""
+
+    @abstractmethod
+    def propose(self, context: Sequence[int], k: int) -> list[int]: ...
+
+
+class PromptLookupDrafter(Drafter):
+    """Drafts by copying what followed the most recent earlier occurrence of the last n-gram."""
+
+    name = "prompt_lookup"
+    free = True
+
+    def __init__(self, *, max_ngram: int = 3, min_ngram: int = 1) -> None:
+        if not 1 <= min_ngram <= max_ngram:
+            raise ConfigError(f"prompt lookup needs 1 <= min_ngram <= max_ngram, got {min_ngram}, {max_ngram}")
+        self.max_ngram, self.min_ngram = max_ngram, min_ngram
+
+    def propose(self, context: Sequence[int], k: int) -> list[int]:
+        ids = np.asarray(context, dtype=np.int64)
+        n_ctx = len(ids)
+        for n in range(min(self.max_ngram, n_ctx - 1), self.min_ngram - 1, -1):
+            tail = ids[-n:]
+            # Windows that end before the last position (the tail itself never matches).
+            windows = np.lib.stride_tricks.sliding_window_view(ids[:-1], n)
+            hits = np.nonzero((windows == tail).all(axis=1))[0]
+            # The most recent occurrence: read-backs copy the user's latest line.
+            for start in hits[::-1]:
+                cont = ids[start + n : start + n + k]
+                if len(cont):
+                    return [int(t) for t in cont]
+        return []
+
+
+class DraftModelDrafter(Drafter):
+    """A smaller GGUF with the target's tokenizer, greedy, with its own KV cache kept in step."""
+
+    name = "draft"
+
+    def __init__(self, llm: llama_cpp.Llama) -> None:
+        self.llm = llm
+
+    def propose(self, context: Sequence[int], k: int) -> list[int]:
+        llm = self.llm
+        if len(context) + k >= llm.n_ctx():
+            return []
+        # Roll back to the committed tokens (rejected drafts are dropped) and evaluate what is new.
+        eval_prefix(llm, context)
+        out: list[int] = []
+        for i in range(k):
+            out.append(int(last_logits(llm).argmax()))
+            if i < k - 1:
+                llm.eval(out[-1:])
+        return out
+
+    def prefill(self, tokens: Sequence[int]) -> None:
+        eval_prefix(self.llm, tokens)
+
+
+def check_same_tokenizer(target: llama_cpp.Llama, draft: llama_cpp.Llama, *, target_name: str, draft_name: str) -> None:
+    """A draft model must map text to the same token ids as its target; one clear error otherwise."""
+    why = ""
+    if target.n_vocab() != draft.n_vocab():
+        why = f"vocabulary sizes differ ({target.n_vocab()} vs {draft.n_vocab()})"
+    elif (target.token_bos(), target.token_eos()) != (draft.token_bos(), draft.token_eos()):
+        why = "special tokens (BOS/EOS) differ"
+    else:
+        probe = "User: Call Dr. Müller at 7:45, then book 2 tickets to Zürich!\nAssistant: Sure — done. 😀".encode()
+        if target.tokenize(probe, add_bos=True, special=True) != draft.tokenize(probe, add_bos=True, special=True):
+            why = "the same text tokenizes differently"
+        else:
+            step = max(1, target.n_vocab() // 512)
+            for tok in range(0, target.n_vocab(), step):
+                if target.detokenize([tok], special=True) != draft.detokenize([tok], special=True):
+                    why = f"token {tok} has different text"
+                    break
+    if why:
+        raise ConfigError(f"draft model {draft_name} cannot draft for {target_name}: their tokenizers differ: {why}")
+
+
+@dataclass(slots=True)
+class DraftPolicy:
+    """Adaptive draft length, and a pause when drafting costs more time than it saves.
+
+    The draft grows by one after a fully accepted round and shrinks to one past the accepted
+    count after a rejection. Time per produced token is tracked for plain steps and for drafting
+    rounds; when drafting is slower over several rounds it pauses for a while, then probes again.
+    """
+
+    k_init: int = 4
+    k_max: int = 8
+    k_min: int = 1
+    min_rounds: int = 3
+    pause_tokens: int = 8
+    max_pause_tokens: int = 64
+    alpha: float = 0.25
+    k: int = field(init=False)
+    plain_ms: float = field(init=False, default=0.0)
+    spec_ms: float = field(init=False, default=0.0)
+    spec_rounds: int = field(init=False, default=0)
+    paused_for: int = field(init=False, default=0)
+    pause_len: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.k = self.k_init
+        self.pause_len = self.pause_tokens
+
+    def new_reply(self) -> None:
+        # Whether drafting pays depends on the reply (a read-back or not): look again each time.
+        # The draft length carries over: acceptance is mostly a property of the pair.
+        self.paused_for = 0
+        self.spec_rounds = 0
+        self.spec_ms = 0.0
+
+    def next_k(self) -> int:
+        if self.plain_ms == 0.0:
+            return 0  # measure one plain step first: the yardstick for "does drafting pay"
+        if self.paused_for > 0:
+            return 0
+        return self.k
+
+    def update(self, *, drafted: int, accepted: int, produced: int, ms: float) -> None:
+        per_token = ms / max(produced, 1)
+        if drafted == 0:
+            self.plain_ms = per_token if self.plain_ms == 0.0 else (1 - self.alpha) * self.plain_ms + self.alpha * per_token
+            self.paused_for = max(0, self.paused_for - produced)
+            return
+        self.k = min(self.k_max, self.k + 1) if accepted == drafted else max(self.k_min, min(self.k - 1, accepted + 1))
+        self.spec_ms = per_token if self.spec_rounds == 0 else (1 - self.alpha) * self.spec_ms + self.alpha * per_token
+        self.spec_rounds += 1
+        if self.spec_rounds >= self.min_rounds:
+            if self.spec_ms > self.plain_ms:
+                self.paused_for = self.pause_len
+                self.pause_len = min(self.max_pause_tokens, self.pause_len * 2)
+                self.spec_rounds = 0
+                log.debug(
+                    "drafting paused for %d tokens (%.1f vs %.1f ms/token)", self.paused_for, self.spec_ms, self.plain_ms
+                )
+            else:
+                self.pause_len = self.pause_tokens
+
+
+def batch_invariant_size(llm: llama_cpp.Llama, max_size: int = 9) -> int:
+    """The largest batch size n such that batches of 2..n give bit-identical logits on this model.
+
+    llama.cpp evaluates one token and a batch with different CPU kernels (and some quantisation
+    types switch kernels again at larger batches), so the same position can get logits that differ
+    in the 2nd decimal: enough to flip a near-tie. Greedy speculation is exactly lossless only when
+    every target evaluation runs on kernels that agree; this probe finds the sizes that do.
+    Measured here: F32 and F16 agree for every size >= 2; Q4_K_M for 2 and 3 only.
+    """
+    text = "User: Please remind me to water the plants on Sunday morning.\nAssistant: Sure, I will remind you"
+    seq = llm.tokenize(text.encode(), add_bos=True, special=True)
+    head, probe = seq[:4], seq[4:16]
+    nv = llm.n_vocab()
+
+    def rows(size: int) -> list[np.ndarray]:
+        llm.n_tokens = 0
+        llm.eval(head)
+        out: list[np.ndarray] = []
+        for i in range(0, len(probe), size):
+            part = probe[i : i + size]
+            pad = part + part[-1:] * max(0, 2 - len(part))  # a lone token is padded to two
+            n0 = llm.n_tokens
+            llm._ctx.kv_cache_seq_rm(-1, n0, -1)
+            llm._batch.set_batch(batch=pad, n_past=n0, logits_all=True)
+            llm._ctx.decode(llm._batch)
+            logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(len(pad), nv))
+            out += [logits[j].copy() for j in range(len(part))]
+            llm.n_tokens = n0 + len(part)
+        return out
+
+    reference = rows(2)
+    best = 2
+    for size in range(3, max_size + 1):
+        if not all(np.array_equal(a, b) for a, b in zip(rows(size), reference, strict=True)):
+            break
+        best = size
+    llm.n_tokens = 0
+    llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+    return best
+
+
+class GreedyDecoder:
+    """Greedy token generator on a llama-cpp-python target, with an optional drafter.
+
+    ``batched=True`` runs every target evaluation as a batch of at least two tokens (a lone step
+    is padded and the pad dropped) and caps the verify batch at ``max_batch``: all tokens then come
+    from the same kernels, so output with and without a drafter is identical token for token.
+    """
+
+    def __init__(
+        self,
+        target: llama_cpp.Llama,
+        drafter: Drafter | None = None,
+        *,
+        policy: DraftPolicy | None = None,
+        batched: bool = False,
+        max_batch: int = 9,
+    ) -> None:
+        self.target = target
+        self.drafter = drafter
+        self.policy = policy or DraftPolicy()
+        self.batched = batched
+        self.max_batch = max_batch
+        self.output: list[int] = []
+        """Tokens of the last reply (including any produced past the caller's stop)."""
+        self.rounds: list[tuple[int, int]] = []
+        """(drafted, accepted) per verify round of the last reply."""
+
+    def _verify(self, batch: list[int]) -> list[int]:
+        """Evaluate ``batch`` after the committed tokens; the target's argmax after each position."""
+        llm = self.target
+        n0 = llm.n_tokens
+        n = len(batch)
+        run = batch + batch[-1:] if (self.batched and n == 1) else batch
+        llm._ctx.kv_cache_seq_rm(-1, n0, -1)
+        llm._batch.set_batch(batch=run, n_past=n0, logits_all=True)
+        llm._ctx.decode(llm._batch)
+        llm.input_ids[n0 : n0 + n] = batch
+        llm.n_tokens = n0 + n
+        if len(run) > n:
+            llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)  # drop the pad
+        logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(len(run), llm.n_vocab()))
+        return [int(t) for t in logits[:n].argmax(axis=1)]
+
+    def generate(
+        self,
+        tokens: list[int],
+        *,
+        max_tokens: int,
+        stop: threading.Event | None = None,
+        stats: GenerationStats | None = None,
+    ) -> Iterator[int]:
+        """Yield the target's greedy tokens one by one; the caller stops on EOS or stop strings."""
+        st = stats if stats is not None else GenerationStats()
+        llm = self.target
+        st.prompt_tokens = len(tokens)
+        st.reused_tokens = eval_prefix(llm, tokens, min_eval=2 if self.batched else 1)
+        st.evaluated_tokens = len(tokens) - st.reused_tokens
+        last = int(last_logits(llm).argmax())
+        produced = 1
+        out = self.output = [last]
+        self.rounds = []
+        yield last
+        policy = self.policy
+        policy.new_reply()
+        room = llm.n_ctx() - 1
+        while produced < max_tokens and llm.n_tokens < room:
+            if stop is not None and stop.is_set():
+                return
+            k = min(
+                policy.next_k() if self.drafter else 0,
+                max_tokens - produced - 1,
+                room - llm.n_tokens - 2,
+                self.max_batch - 1,
+            )
+            t0 = time.perf_counter_ns()
+            draft = self.drafter.propose(tokens + out, k) if (self.drafter and k > 0) else []
+            n0 = llm.n_tokens
+            preds = self._verify([last, *draft])
+            a = 0
+            while a < len(draft) and draft[a] == preds[a]:
+                a += 1
+            if a < len(draft):
+                # Drop the rejected drafts from the target's KV cache.
+                llm.n_tokens = n0 + 1 + a
+                llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)
+            new = [*draft[:a], preds[a]]
+            policy.update(drafted=len(draft), accepted=a, produced=len(new), ms=(time.perf_counter_ns() - t0) / 1e6)
+            if draft:
+                self.rounds.append((len(draft), a))
+            st.drafted_tokens += len(draft)
+            st.accepted_tokens += a
+            for t in new:
+                produced += 1
+                out.append(t)
+                yield t
+                if stop is not None and stop.is_set():
+                    return
+            last = new[-1]
