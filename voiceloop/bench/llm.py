@@ -63,6 +63,8 @@ class _Run:
     drafted: int
     accepted: int
     rounds: list[tuple[int, int]]
+    draft_ms: float
+    verify_ms: float
     produced: int
     """Tokens the decoder produced; more than consumed when a round overshoots the reply's end."""
     ids: list[int]
@@ -121,14 +123,18 @@ def predicted_speedup(
     return max(1.0, *(at(k) for k in range(1, k_max + 1)))
 
 
-def predicted_in_replies(speedup: float, runs: list[_Run]) -> float:
+def predicted_in_replies(speedup: float, runs: list[_Run], overhead: float = 0.0) -> float:
     """The model's speedup on these replies: only tokens from drafting rounds speed up (Amdahl),
-    and tokens a final round produces past the reply's end are paid for but not used."""
+    tokens a final round produces past the reply's end are paid for but not used, and the host's
+    per-token work (detokenising, stop matching; ``overhead`` target tokens) is the same in every mode."""
     produced = sum(r.produced for r in runs)
     consumed = sum(len(r.ids) for r in runs)
+    if not produced:
+        return 1.0
     drafted_rounds = sum(a + 1 for r in runs for _, a in r.rounds)
-    f = min(1.0, drafted_rounds / produced) if produced else 0.0
-    return (consumed / produced) / ((1 - f) + f / speedup) if produced else 1.0
+    f = min(1.0, drafted_rounds / produced)
+    per_token = ((1 - f) + f / speedup) * produced / consumed
+    return (1 + overhead) / (per_token + overhead)
 
 
 def _median_ms(fn: Callable[[], None], reps: int = 7) -> float:
@@ -242,7 +248,8 @@ def run_llm_bench(opts: LLMBenchOptions, *, progress: Callable[[str], None] | No
         return _Run(
             conv=conv["id"], kind=conv["kind"], mode=mode, ttft_ms=st.ttft_ms, tokens=st.decode_tokens,
             decode_ms=st.decode_ms, drafted=st.drafted_tokens, accepted=st.accepted_tokens,
-            rounds=list(dec.rounds), produced=len(dec.output), ids=ids, text=text,
+            rounds=list(dec.rounds), draft_ms=dec.draft_ns / 1e6, verify_ms=dec.verify_ns / 1e6,
+            produced=len(dec.output), ids=ids, text=text,
         )  # fmt: skip
 
     all_modes = (*MODES, "plain")
@@ -326,6 +333,8 @@ def _summarise(
             m["accepted"] = sum(r.accepted for r in rs)
         modes[mode] = m
     cost_ratio = costs.draft_ms / costs.target_ms
+    # Host work per token beyond the forward pass, from the plain decode's measured speed.
+    overhead = max(0.0, 1000.0 / none_tok_s / costs.target_ms - 1) if none_tok_s else 0.0
     modes["draft"]["cost_ratio"] = round(cost_ratio, 3)
     checks = []
     for mode, ratio in (("draft", cost_ratio), ("prompt_lookup", 0.0)):
@@ -334,6 +343,17 @@ def _summarise(
         mean_k = sum(k for k, _ in rounds) / len(rounds) if rounds else 1.0
         ideal = predicted_speedup(acc, ratio, costs.verify_cost)
         at_k = predicted_speedup(acc, ratio, costs.verify_cost, k=mean_k)
+        # The same model with the costs seen inside the loop (drafting and verifying, per round).
+        n_rounds = max(len(rounds), 1)
+        draft_ms = sum(r.draft_ms for r in by_mode[mode]) / n_rounds
+        verify_ms = sum(r.verify_ms for r in by_mode[mode]) / n_rounds
+        in_loop_ratio = draft_ms / ((mean_k + 1) * costs.target_ms) if ratio > 0 else 0.0
+        in_loop_verify = verify_ms / costs.target_ms
+
+        def in_loop_cost(n: int, v: float = in_loop_verify) -> float:
+            return v
+
+        at_k_loop = predicted_speedup(acc, in_loop_ratio, in_loop_cost, k=mean_k)
         checks.append(
             {
                 "mode": mode,
@@ -341,7 +361,14 @@ def _summarise(
                 "acceptance": acc,
                 "mean_draft_len": round(mean_k, 2),
                 "predicted_best_k": round(ideal, 3),
-                "predicted": round(predicted_in_replies(at_k, by_mode[mode]), 3),
+                "predicted": round(predicted_in_replies(at_k, by_mode[mode], overhead), 3),
+                "in_loop": {
+                    "draft_ms_per_round": round(draft_ms, 2),
+                    "verify_ms_per_round": round(verify_ms, 2),
+                    "cost_ratio": round(in_loop_ratio, 3),
+                    "verify_cost": round(in_loop_verify, 3),
+                    "predicted": round(predicted_in_replies(at_k_loop, by_mode[mode], overhead), 3),
+                },
                 "measured": modes[mode]["speedup"],
             }
         )
@@ -371,6 +398,7 @@ def _summarise(
             "target_token_ms": round(costs.target_ms, 2),
             "draft_token_ms": round(costs.draft_ms, 2),
             "verify_cost": {str(n): round(v, 3) for n, v in costs.verify.items()},
+            "host_overhead_per_token": round(overhead, 3),
         },
         "model_check": checks,
         "predicted": predicted,
@@ -412,6 +440,11 @@ def format_report(res: dict[str, Any]) -> str:
             f"  {ch['mode']:<14} acceptance/token {ch['acceptance']:.2f}  cost ratio {ch['cost_ratio']:.2f}  "
             f"mean k {ch['mean_draft_len']:.1f}: predicted x{ch['predicted']:.2f} "
             f"(x{ch['predicted_best_k']:.2f} at the best k), measured x{ch['measured']:.2f}"
+        )
+        il = ch["in_loop"]
+        lines.append(
+            f"  {'':<14} in-loop costs: draft {il['draft_ms_per_round']:.1f} ms + verify {il['verify_ms_per_round']:.1f} ms "
+            f"per round (ratio {il['cost_ratio']:.2f}, verify x{il['verify_cost']:.2f}): predicted x{il['predicted']:.2f}"
         )
     lines.append("predicted speedup for realistic pairs (same verify-cost curve):")
     accs = sorted({p["acceptance"] for p in res["predicted"]})

@@ -273,6 +273,9 @@ class GreedyDecoder:
         """Tokens of the last reply (including any produced past the caller's stop)."""
         self.rounds: list[tuple[int, int]] = []
         """(drafted, accepted) per verify round of the last reply."""
+        self.draft_ns = 0
+        self.verify_ns = 0
+        """Time spent drafting and verifying in drafting rounds of the last reply."""
 
     def _verify(self, batch: list[int]) -> list[int]:
         """Evaluate ``batch`` after the committed tokens; the target's argmax after each position."""
@@ -308,6 +311,7 @@ class GreedyDecoder:
         produced = 1
         out = self.output = [last]
         self.rounds = []
+        self.draft_ns = self.verify_ns = 0
         yield last
         policy = self.policy
         policy.new_reply()
@@ -323,8 +327,12 @@ class GreedyDecoder:
             )
             t0 = time.perf_counter_ns()
             draft = self.drafter.propose(tokens + out, k) if (self.drafter and k > 0) else []
+            t1 = time.perf_counter_ns()
             n0 = llm.n_tokens
             preds = self._verify([last, *draft])
+            if draft:
+                self.draft_ns += t1 - t0
+                self.verify_ns += time.perf_counter_ns() - t1
             a = 0
             while a < len(draft) and draft[a] == preds[a]:
                 a += 1
