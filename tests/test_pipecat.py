@@ -1,0 +1,146 @@
+"""voiceloop's services inside pipecat: pipecat's own test helper, then a full pipeline on speech files."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pipecat", reason='the pipecat extra: pip install ".[pipecat]"')
+
+from pipecat.frames.frames import (
+    InputAudioRawFrame,
+    InterimTranscriptionFrame,
+    InterruptionFrame,
+    LLMContextFrame,
+    LLMFullResponseEndFrame,
+    LLMFullResponseStartFrame,
+    LLMTextFrame,
+    TranscriptionFrame,
+    VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
+)
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.tests.utils import SleepFrame, run_test
+
+from voiceloop.audio.files import read_audio
+from voiceloop.audio.resample import resample
+from voiceloop.integrations.pipecat import LatencyObserver, VoiceloopLLMService, VoiceloopSTTService
+from voiceloop.integrations.pipecat.harness import profile_files
+from voiceloop.integrations.pipecat.pipelines import voiceloop_services_pipeline
+from voiceloop.metrics.budget import CHAIN
+from voiceloop.metrics.wer import wer
+
+pytestmark = pytest.mark.models
+
+DATA = Path(__file__).parent / "data"
+LIVING_ROOM = DATA / "voice2json_would_you_please_turn_on_living_room_lamp.wav"
+
+
+@pytest.fixture
+def llm_service(engines):
+    # Per test: pipecat processors hold asyncio objects of the loop they first ran in.
+    return VoiceloopLLMService(backend=engines.llm)
+
+
+def _context(*messages: tuple[str, str]) -> LLMContextFrame:
+    return LLMContextFrame(context=LLMContext(messages=[{"role": r, "content": c} for r, c in messages]))
+
+
+async def test_llm_service_emits_pipecats_response_frames(llm_service):
+    down, _ = await run_test(
+        llm_service,
+        frames_to_send=[_context(("system", "Be brief."), ("user", "What is the capital of France?"))],
+    )
+    kinds = [type(f) for f in down if isinstance(f, (LLMFullResponseStartFrame, LLMTextFrame, LLMFullResponseEndFrame))]
+    assert kinds[0] is LLMFullResponseStartFrame and kinds[-1] is LLMFullResponseEndFrame
+    assert kinds.count(LLMTextFrame) >= 2
+    text = "".join(f.text for f in down if isinstance(f, LLMTextFrame))
+    assert "Paris" in text and "User:" not in text
+    assert llm_service.last_stats is not None and llm_service.last_stats.finish_reason in ("stop", "eos")
+
+
+async def test_llm_service_follow_up_reuses_the_kv_cache(llm_service):
+    first = ("user", "What is the capital of France?")
+    await run_test(llm_service, frames_to_send=[_context(first)])
+    reply = "The capital of France is Paris."
+    await run_test(llm_service, frames_to_send=[_context(first, ("assistant", reply), ("user", "And of Italy?"))])
+    st = llm_service.last_stats
+    assert st is not None and st.reused_tokens > 80 and st.evaluated_tokens < 25
+
+
+async def test_llm_generation_really_stops_on_interruption(llm_service):
+    before = llm_service.cancelled_replies
+    down, _ = await run_test(
+        llm_service,
+        frames_to_send=[
+            # A reply of max_tokens (~0.8 s): the interruption lands in the middle of it.
+            _context(("user", "List the numbers from one to fifty, separated by commas.")),
+            SleepFrame(sleep=0.3),
+            InterruptionFrame(),
+        ],
+    )
+    st = llm_service.last_stats
+    assert llm_service.cancelled_replies == before + 1
+    # The worker thread saw the stop flag and ended the reply well short of max_tokens.
+    assert st is not None and st.cancelled and st.finish_reason == "cancelled"
+    assert st.decode_tokens < llm_service.max_tokens
+    texts = [f for f in down if isinstance(f, LLMTextFrame)]
+    assert len(texts) <= st.decode_tokens
+    i_int = next(i for i, f in enumerate(down) if isinstance(f, InterruptionFrame))
+    assert not any(isinstance(f, LLMTextFrame) for f in down[i_int:])
+
+
+def _speech_frames(path: Path, *, pace_every_ms: int = 300) -> list:
+    samples, rate = read_audio(path)
+    pcm = (np.clip(resample(samples, rate, 16000), -1, 1) * 32767).astype(np.int16)
+    frames: list = [VADUserStartedSpeakingFrame()]
+    step = 320  # 20 ms
+    for i in range(0, len(pcm) - step + 1, step):
+        frames.append(InputAudioRawFrame(audio=pcm[i : i + step].tobytes(), sample_rate=16000, num_channels=1))
+        if (i // step) % (pace_every_ms // 20) == 0 and i:
+            frames.append(SleepFrame(sleep=0.15))  # room for an interim pass, as real time would give
+    frames += [VADUserStoppedSpeakingFrame(stop_secs=0.2), SleepFrame(sleep=1.0)]
+    return frames
+
+
+async def test_stt_service_emits_interim_and_final_transcripts(engines):
+    stt = VoiceloopSTTService(asr=engines.asr, audio_passthrough=False)
+    down, _ = await run_test(stt, frames_to_send=_speech_frames(LIVING_ROOM))
+    interims = [f for f in down if isinstance(f, InterimTranscriptionFrame)]
+    finals = [f for f in down if isinstance(f, TranscriptionFrame)]
+    assert len(interims) >= 2, [type(f).__name__ for f in down]
+    assert len(finals) == 1 and finals[0].finalized
+    assert wer(["would you please turn on the living room lamp"], [finals[0].text]) <= 0.15, finals[0].text
+    assert down.index(finals[0]) > down.index(interims[-1])
+    assert stt.last_final_ms > 0
+
+
+def test_a_full_pipecat_pipeline_on_speech_files(engines):
+    files = [LIVING_ROOM, DATA / "cmu_arctic_a0024.wav"]
+    report = asyncio.run(
+        profile_files(files, voiceloop_services_pipeline(backend=engines.llm), strategy="pipecat-voiceloop")
+    )
+    s = report["summary"]
+    assert s["answered"] == 2, report["turns"]
+    for t in report["turns"]:
+        assert t["reply"] and t["transcript"]
+        chain = sum(t["stages"][k] for k, _, _ in CHAIN)
+        assert chain == pytest.approx(t["v2v_ms"], abs=0.01)  # the stages add up to v2v
+        assert 150 < t["v2v_ms"] < 5000
+    assert wer(["would you please turn on the living room lamp"], [report["turns"][0]["transcript"]]) <= 0.15
+
+
+def test_observer_table_matches_profiles(engines):
+    from voiceloop.metrics.budget import TurnRecord
+
+    obs = LatencyObserver(strategy="pipecat")
+    rec = TurnRecord(turn_id=1, transcript="hello", reply="hi")
+    for i, k in enumerate(["speech_start", "speech_end", "asr_start", "transcript_ready", "turn_end", "first_token",
+                           "first_clause", "first_tts_audio", "first_audio_out"]):  # fmt: skip
+        rec.marks[k] = i * 10_000_000
+    obs.budgeter.add(rec)
+    table = obs.table()
+    assert "strategy=pipecat answered 1/1" in table and "v2v ms p50 70" in table

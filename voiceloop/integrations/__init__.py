@@ -1,0 +1,1 @@
+"""Integrations with other voice frameworks (optional extras)."""

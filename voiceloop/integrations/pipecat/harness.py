@@ -1,0 +1,154 @@
+"""Run recorded speech through a pipecat pipeline in real time and collect voiceloop turn records.
+
+A ``PacedAudioSource`` plays clips as a microphone would (20 ms InputAudioRawFrames, real time,
+3 s of silence after each, like ``voiceloop profile``); an ``AudioSink`` stands where the output
+transport would be; a ``LatencyObserver`` turns the frames into turn records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pipecat.frames.frames import (
+    EndFrame,
+    Frame,
+    InputAudioRawFrame,
+    OutputAudioRawFrame,
+    StartFrame,
+)
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.pipeline.worker import PipelineParams, PipelineWorker
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.workers.runner import WorkerRunner
+
+from ...audio.resample import resample
+from ...metrics.budget import LatencyBudgeter
+from .observer import LatencyObserver
+
+RATE = 16000
+FRAME_MS = 20
+
+
+class PacedAudioSource(FrameProcessor):
+    """Pushes clips (float32, 16 kHz) as real-time InputAudioRawFrames once the pipeline starts."""
+
+    def __init__(self, clips: Sequence[np.ndarray], *, tail_silence_s: float = 3.0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.clips = list(clips)
+        self.tail_silence_s = tail_silence_s
+        self.clip_start_ns: list[int] = []
+        """Each clip's first sample on the pipeline clock."""
+        self.done = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        await self.push_frame(frame, direction)
+        if isinstance(frame, StartFrame) and self._task is None:
+            self._task = self.create_task(self._play())
+
+    async def _play(self) -> None:
+        step = RATE * FRAME_MS // 1000
+        t0 = time.perf_counter_ns()
+        sent = 0
+        for clip in self.clips:
+            self.clip_start_ns.append(self.get_clock().get_time())
+            audio = np.concatenate([clip, np.zeros(int(self.tail_silence_s * RATE), dtype=np.float32)])
+            pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
+            for i in range(0, pcm.shape[0] - step + 1, step):
+                sent += FRAME_MS * 1_000_000
+                delay = (t0 + sent - time.perf_counter_ns()) / 1e9
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await self.push_frame(
+                    InputAudioRawFrame(audio=pcm[i : i + step].tobytes(), sample_rate=RATE, num_channels=1)
+                )
+        self.done.set()
+
+
+class AudioSink(FrameProcessor):
+    """Where the output transport would be: takes the reply audio, passes everything else on."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.audio_frames = 0
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if isinstance(frame, OutputAudioRawFrame) and direction == FrameDirection.DOWNSTREAM:
+            self.audio_frames += 1
+            return
+        await self.push_frame(frame, direction)
+
+
+@dataclass
+class HarnessResult:
+    budgeter: LatencyBudgeter
+    observer: LatencyObserver
+    clip_start_ns: list[int] = field(default_factory=list)
+
+
+async def run_clips(
+    clips: Sequence[np.ndarray],
+    build: Callable[[PacedAudioSource, AudioSink], list[FrameProcessor]],
+    *,
+    strategy: str = "pipecat",
+    audio_out_sample_rate: int = 22050,
+    settle_s: float = 1.0,
+) -> HarnessResult:
+    """``build(source, sink) -> list[FrameProcessor]`` makes the pipeline's processors in order."""
+    source = PacedAudioSource(clips)
+    sink = AudioSink()
+    observer = LatencyObserver(output=sink, strategy=strategy)
+    pipeline = Pipeline(build(source, sink))
+    worker = PipelineWorker(
+        pipeline,
+        params=PipelineParams(audio_in_sample_rate=RATE, audio_out_sample_rate=audio_out_sample_rate),
+        observers=[observer],
+        cancel_on_idle_timeout=False,
+    )
+    runner = WorkerRunner(handle_sigint=False)
+    await runner.add_workers(worker)
+
+    async def finish() -> None:
+        await source.done.wait()
+        await asyncio.sleep(settle_s)
+        await worker.queue_frame(EndFrame())
+
+    await asyncio.gather(runner.run(), finish())
+    return HarnessResult(budgeter=observer.budgeter, observer=observer, clip_start_ns=source.clip_start_ns)
+
+
+async def profile_files(
+    paths: Sequence[Path],
+    build: Callable[[PacedAudioSource, AudioSink], list[FrameProcessor]],
+    *,
+    strategy: str = "pipecat",
+    references: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """``voiceloop profile`` for a pipecat pipeline: the same pacing, the same report and table."""
+    from ...audio.vad import SileroVAD
+    from ...profile.runner import InputSpan, build_report, last_speech_end_ms, load_inputs
+
+    vad = SileroVAD()
+    clips, spans = [], []
+    for path, samples, rate in load_inputs(list(paths)):
+        clip = resample(samples, rate, RATE).astype(np.float32)
+        clips.append(clip)
+        spans.append(InputSpan(path=path, speech_end_ms=last_speech_end_ms(clip, vad)))
+    result = await run_clips(clips, build, strategy=strategy)
+    starts = result.clip_start_ns
+    for i, span in enumerate(spans):
+        span.start_ns = starts[i]
+        span.end_ns = starts[i + 1] if i + 1 < len(starts) else 2**62
+    for rec in [*result.budgeter.records, *result.observer.unanswered]:
+        at = rec.marks.get("speech_start", 0)
+        span = next((s for s in spans if s.start_ns <= at < s.end_ns), spans[-1])
+        span.records.append(rec)
+    return build_report(spans, result.budgeter, strategy=strategy, system={"framework": "pipecat"}, references=references)

@@ -1,0 +1,121 @@
+"""voiceloop's streaming Whisper as a pipecat STT service.
+
+While the user speaks, an interim pass runs every ``interim_every_ms`` of new speech on a mel
+window sized to the audio (not Whisper's 30 s), giving InterimTranscriptionFrame; when VAD says
+the user stopped, a final pass gives a finalized TranscriptionFrame. Every pass runs in a worker
+thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncGenerator
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from pipecat.frames.frames import (
+    Frame,
+    InputAudioRawFrame,
+    InterimTranscriptionFrame,
+    TranscriptionFrame,
+    VADUserStartedSpeakingFrame,
+)
+from pipecat.processors.frame_processor import FrameDirection
+from pipecat.services.settings import STTSettings
+from pipecat.services.stt_service import SegmentedSTTService
+from pipecat.utils.time import time_now_iso8601
+
+from ...asr.whisper import WhisperASR, strip_restart
+from ...audio.resample import resample
+
+log = logging.getLogger("voiceloop.pipecat")
+
+ASR_RATE = 16000
+
+
+class VoiceloopSTTService(SegmentedSTTService):
+    """Interim and final transcripts from voiceloop's sized-window Whisper (CTranslate2)."""
+
+    def __init__(
+        self,
+        *,
+        asr: WhisperASR | None = None,
+        interim_every_ms: int = 300,
+        trailing_silence_secs: float = 0.0,
+        **kwargs,
+    ) -> None:
+        asr = asr or WhisperASR()
+        kwargs.setdefault("ttfs_p99_latency", 0.35)  # measured: final pass p99 on a 2-core CPU
+        kwargs.setdefault("settings", STTSettings(model=str(asr.model_path), language="en"))
+        # No trailing silence by default: the sized window already covers the speech plus a margin.
+        super().__init__(trailing_silence_secs=trailing_silence_secs, **kwargs)
+        self.asr = asr
+        self.interim_every_ms = interim_every_ms
+        self._executor: ThreadPoolExecutor | None = None
+        self._since_interim = 0
+        self._interim_task: asyncio.Task | None = None
+        self.last_final_ms = 0.0
+        """Duration of the latest final pass (ms)."""
+        self.interim_count = 0
+
+    def can_generate_metrics(self) -> bool:
+        return True
+
+    def _to_asr(self, pcm: bytes) -> np.ndarray:
+        audio = np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768.0
+        return audio if self.sample_rate == ASR_RATE else resample(audio, self.sample_rate, ASR_RATE)
+
+    async def _transcribe(self, pcm: bytes) -> str:
+        audio = self._to_asr(pcm)
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(self._worker(), self.asr.transcribe, audio)
+        return strip_restart(result.text)
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        if isinstance(frame, VADUserStartedSpeakingFrame):
+            self._since_interim = 0
+        await super().process_frame(frame, direction)
+
+    async def process_audio_frame(self, frame: InputAudioRawFrame, direction: FrameDirection) -> None:
+        await super().process_audio_frame(frame, direction)
+        if not self._user_speaking:
+            return
+        self._since_interim += len(frame.audio)
+        due = self._since_interim >= self.sample_rate * 2 * self.interim_every_ms // 1000
+        if due and (self._interim_task is None or self._interim_task.done()):
+            self._since_interim = 0
+            self._interim_task = self.create_task(self._interim(bytes(self._audio_buffer)))
+
+    async def _interim(self, pcm: bytes) -> None:
+        text = await self._transcribe(pcm)
+        if text and self._user_speaking:
+            self.interim_count += 1
+            await self.push_frame(InterimTranscriptionFrame(text=text, user_id=self._user_id, timestamp=time_now_iso8601()))
+
+    async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame | None, None]:
+        """The final pass over the whole utterance (SegmentedSTTService calls this at VAD stop)."""
+        if self._interim_task is not None and not self._interim_task.done():
+            await self.cancel_task(self._interim_task)  # its text is stale now
+        t0 = time.perf_counter_ns()
+        await self.start_processing_metrics()
+        text = await self._transcribe(audio)
+        await self.stop_processing_metrics()
+        self.last_final_ms = (time.perf_counter_ns() - t0) / 1e6
+        if text:
+            yield TranscriptionFrame(text=text, user_id=self._user_id, timestamp=time_now_iso8601(), finalized=True)
+        else:
+            yield None
+
+    def _worker(self) -> ThreadPoolExecutor:
+        # One thread: the model serves one request at a time. Made per pipeline run (cleanup ends it).
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voiceloop-pipecat-asr")
+        return self._executor
+
+    async def cleanup(self) -> None:
+        await super().cleanup()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
