@@ -144,3 +144,33 @@ def test_observer_table_matches_profiles(engines):
     obs.budgeter.add(rec)
     table = obs.table()
     assert "strategy=pipecat answered 1/1" in table and "v2v ms p50 70" in table
+
+
+async def test_observer_ignores_a_noise_blip_after_the_transcript():
+    from pipecat.frames.frames import LLMTextFrame as Text
+    from pipecat.frames.frames import TTSAudioRawFrame, TTSStartedFrame
+    from pipecat.observers.base_observer import FramePushed
+    from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+
+    a, sink = FrameProcessor(), FrameProcessor()
+    obs = LatencyObserver(output=sink)
+    ms = 1_000_000
+    events = [
+        (VADUserStartedSpeakingFrame(), 0),
+        (VADUserStoppedSpeakingFrame(stop_secs=0.2), 1200 * ms),
+        (TranscriptionFrame(text="what time is it", user_id="", timestamp=""), 1300 * ms),
+        (VADUserStartedSpeakingFrame(), 1500 * ms),  # a cough: VAD start/stop, no words
+        (VADUserStoppedSpeakingFrame(stop_secs=0.2), 1900 * ms),
+        (_context(("user", "what time is it")), 2000 * ms),
+        (Text(text="It is"), 2050 * ms),
+        (TTSStartedFrame(), 2100 * ms),
+        (TTSAudioRawFrame(audio=b"\0\0" * 160, sample_rate=16000, num_channels=1), 2150 * ms),
+    ]
+    for frame, ts in events:
+        await obs.on_push_frame(FramePushed(source=a, destination=sink, frame=frame, direction=FrameDirection.DOWNSTREAM,
+                                            timestamp=ts))  # fmt: skip
+    (rec,) = obs.budgeter.records
+    assert rec.marks["speech_end"] == 1000 * ms  # the stop the transcript followed, minus stop_secs
+    st = rec.stages_ms()
+    assert st["vad"] == 200 and st["asr"] == 100 and st["llm"] == 750 and st["endpoint"] == 1000
+    assert rec.v2v_ms == 1150 and rec.transcript == "what time is it" and rec.reply == "It is"

@@ -20,6 +20,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import llama_cpp
+
 from ..llm.backend import GenerationStats
 from ..llm.llama import LlamaBackend, LlamaOptions
 from ..llm.prompt import Message, TranscriptPrompt
@@ -231,6 +233,7 @@ def run_llm_bench(opts: LLMBenchOptions, *, progress: Callable[[str], None] | No
         "prompt_lookup": spec(PromptLookupDrafter()),
         "draft": spec(DraftModelDrafter(backend.draft_llm)),
         "plain": GreedyDecoder(backend.llm),
+        "plain_all_threads": GreedyDecoder(backend.llm),
     }
     say(f"target {Path(target).name}, draft {Path(draft).name}, bit-exact verify batches <= {max_batch}; calibrating")
     costs = _calibrate(backend, decoders["plain"])
@@ -241,7 +244,13 @@ def run_llm_bench(opts: LLMBenchOptions, *, progress: Callable[[str], None] | No
         _warm_history(backend, history, conv["user"])
         backend.decoder = decoders[mode]
         st = GenerationStats()
-        text = "".join(backend.stream(history, conv["user"], max_tokens=opts.max_tokens, stats=st))
+        if mode == "plain_all_threads":
+            # One-token steps on every core too: what the verify batches get (n_threads_batch).
+            llama_cpp.llama_set_n_threads(backend.llm.ctx, opts.n_threads_batch, opts.n_threads_batch)
+        try:
+            text = "".join(backend.stream(history, conv["user"], max_tokens=opts.max_tokens, stats=st))
+        finally:
+            llama_cpp.llama_set_n_threads(backend.llm.ctx, opts.n_threads, opts.n_threads_batch)
         dec = decoders[mode]
         # The caller stops at EOS / a stop string; compare the tokens it consumed.
         ids = dec.output[: st.decode_tokens + 1]
@@ -252,13 +261,14 @@ def run_llm_bench(opts: LLMBenchOptions, *, progress: Callable[[str], None] | No
             produced=len(dec.output), ids=ids, text=text,
         )  # fmt: skip
 
-    all_modes = (*MODES, "plain")
+    all_modes = (*MODES, "plain", "plain_all_threads")
     for mode in all_modes:  # warm-up: first-call allocations and the policies' plain-step yardstick
         run(convs[0], mode)
     runs: list[_Run] = []
     for rep in range(opts.repeats):
         for i, conv in enumerate(convs):
-            order = all_modes[(i + rep) % 4 :] + all_modes[: (i + rep) % 4]
+            r = (i + rep) % len(all_modes)
+            order = all_modes[r:] + all_modes[:r]
             for mode in order:
                 runs.append(run(conv, mode))
             say(f"[{rep + 1}/{opts.repeats}] {i + 1}/{len(convs)} {conv['id']}")
@@ -304,6 +314,7 @@ def _summarise(
 ) -> dict[str, Any]:
     by_mode = {m: [r for r in runs if r.mode == m] for m in MODES}
     plain = [r for r in runs if r.mode == "plain"]
+    plain_all = [r for r in runs if r.mode == "plain_all_threads"]
     none_ids: dict[str, list[int]] = {}
     for r in by_mode["none"]:
         none_ids.setdefault(r.conv, r.ids)
@@ -329,6 +340,17 @@ def _summarise(
             for kind in ("chat", "readback"):
                 ref = kind_tok_s("none", kind)
                 m[f"speedup_{kind}"] = round(kind_tok_s(mode, kind) / ref, 3) if ref else 0.0
+            # Per conversation (over the repeats): the worst case, not only the aggregate.
+            per_conv = {}
+            for conv in none_ids:
+                ref = _tok_s([r for r in by_mode["none"] if r.conv == conv])
+                mine = _tok_s([r for r in rs if r.conv == conv])
+                if ref > 0 and mine > 0:
+                    per_conv[conv] = mine / ref
+            chat_ids = {r.conv for r in rs if r.kind == "chat"}
+            chat_speedups = [v for c, v in per_conv.items() if c in chat_ids]
+            m["speedup_chat_min"] = round(min(chat_speedups), 3) if chat_speedups else 0.0
+            m["speedup_by_conversation"] = {c: round(v, 3) for c, v in per_conv.items()}
             m["drafted"] = drafted
             m["accepted"] = sum(r.accepted for r in rs)
         modes[mode] = m
@@ -390,6 +412,8 @@ def _summarise(
             "tok_s": round(_tok_s(plain), 1),
             "ttft_ms": round(statistics.median(r.ttft_ms for r in plain), 1) if plain else 0.0,
             "same_tokens_as_none": round(plain_same, 3),
+            "tok_s_all_threads": round(_tok_s(plain_all), 1),
+            "threads": {"decode": opts.n_threads, "batch": opts.n_threads_batch},
         },
         "bit_exact_batch_max": max_batch,
         "followup_ttft_ms": round(statistics.median(followups), 1) if followups else 0.0,
@@ -418,11 +442,17 @@ def format_report(res: dict[str, Any]) -> str:
         sp = f"x{m['speedup']:.2f}" if "speedup" in m else "x1.00"
         chat = f"x{m['speedup_chat']:.2f}" if "speedup_chat" in m else "-"
         rb = f"x{m['speedup_readback']:.2f}" if "speedup_readback" in m else "-"
-        lines.append(f"{mode:<14}{m['ttft_ms']:>9.1f}{m['tok_s']:>8.1f}{acc:>8}{sp:>9}{chat:>7}{rb:>10}")
+        worst = f"   worst chat conversation x{m['speedup_chat_min']:.2f}" if "speedup_chat_min" in m else ""
+        lines.append(f"{mode:<14}{m['ttft_ms']:>9.1f}{m['tok_s']:>8.1f}{acc:>8}{sp:>9}{chat:>7}{rb:>10}{worst}")
     p = res["plain_decode"]
     lines.append(
         f"{'(plain)':<14}{p['ttft_ms']:>9.1f}{p['tok_s']:>8.1f}  one-token steps; same tokens as none on "
         f"{p['same_tokens_as_none'] * 100:.0f}% of replies"
+    )
+    lines.append(
+        f"{'(plain, ' + str(p['threads']['batch']) + ' thr)':<14}{'':>9}{p['tok_s_all_threads']:>8.1f}  one-token steps on "
+        f"{p['threads']['batch']} threads (the modes above decode on {p['threads']['decode']}, verify on "
+        f"{p['threads']['batch']})"
     )
     c = res["costs"]
     lines.append(

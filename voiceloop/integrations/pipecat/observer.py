@@ -1,9 +1,9 @@
 """pipecat frames -> voiceloop turn records, so a pipecat app gets ``voiceloop profile``'s table.
 
 Marks (pipecat's pipeline clock, ns, one clock for all marks):
-  speech_end        VADUserStoppedSpeakingFrame minus its stop_secs (when the speech really ended)
-  asr_start         VADUserStoppedSpeakingFrame (segmented STT starts its final pass)
-  transcript_ready  the last TranscriptionFrame of the turn
+  speech_end        the VAD stop a transcript followed, minus its stop_secs (when the speech really ended)
+  asr_start         that VADUserStoppedSpeakingFrame (segmented STT starts its final pass)
+  transcript_ready  the last TranscriptionFrame of the turn (or the VAD stop, when the transcript came first)
   turn_end          LLMContextFrame (the user aggregator decided the turn is over)
   first_token       first LLMTextFrame
   first_clause      first TTSStartedFrame (the TTS has its first sentence)
@@ -59,6 +59,17 @@ class LatencyObserver(BaseObserver):
         self._n = 0
         self._seen: set[int] = set()
         self.unanswered: list[TurnRecord] = []
+        # The speech end that counts is the VAD stop a transcript followed: a stop after a blip of
+        # noise (VAD start/stop with no words) does not move it.
+        self._stop: tuple[int, int] | None = None
+        self._speaking_since = 0
+        self._pending_transcript = False
+
+    def _anchor(self, t: TurnRecord, ready_ns: int) -> None:
+        assert self._stop is not None
+        t.marks["speech_end"], t.marks["asr_start"] = self._stop
+        t.marks["transcript_ready"] = max(ready_ns, self._stop[1])
+        self._pending_transcript = False
 
     def _new_turn(self) -> TurnRecord:
         if self._turn is not None and "first_audio_out" not in self._turn.marks:
@@ -81,18 +92,20 @@ class LatencyObserver(BaseObserver):
             self._seen.add(frame.id)
             if t is None or "turn_end" in t.marks:
                 t = self._new_turn()
-            else:
-                # The user went on after a pause: the turn's end is still ahead.
-                for k in ("speech_end", "asr_start", "transcript_ready"):
-                    t.marks.pop(k, None)
+                self._stop = None
             t.mark("speech_start", ts)
+            self._speaking_since = ts
             return
         if t is None:
             return
         if isinstance(frame, VADUserStoppedSpeakingFrame):
-            if "turn_end" not in t.marks:
-                t.marks["speech_end"] = ts - int(frame.stop_secs * 1e9)
-                t.marks["asr_start"] = ts
+            if frame.id in self._seen or "turn_end" in t.marks:
+                return
+            self._seen.add(frame.id)
+            self._stop = (ts - int(frame.stop_secs * 1e9), ts)
+            if self._pending_transcript:
+                # A streaming STT finalised before VAD confirmed the stop: the transcript was ready at once.
+                self._anchor(t, ts)
         elif isinstance(frame, InterimTranscriptionFrame):
             if frame.id not in self._seen:
                 self._seen.add(frame.id)
@@ -100,8 +113,11 @@ class LatencyObserver(BaseObserver):
         elif isinstance(frame, TranscriptionFrame):
             if frame.id not in self._seen and "turn_end" not in t.marks:
                 self._seen.add(frame.id)
-                t.marks["transcript_ready"] = ts
                 t.transcript = f"{t.transcript} {frame.text}".strip()
+                if self._stop is not None and self._stop[1] >= self._speaking_since:
+                    self._anchor(t, ts)
+                else:
+                    self._pending_transcript = True
         elif isinstance(frame, LLMContextFrame):
             t.mark("turn_end", ts)
         elif isinstance(frame, LLMTextFrame):
