@@ -85,7 +85,13 @@ class Microphone:
 
         try:
             self._stream = self.sd.InputStream(
-                samplerate=self.rate, blocksize=block, device=self.device, channels=1, dtype="int16", callback=callback
+                samplerate=self.rate,
+                blocksize=block,
+                device=self.device,
+                channels=1,
+                dtype="int16",
+                callback=callback,
+                latency="low",  # barge-in starts here: the default "high" latency buffers ~100 ms more input
             )
             self._stream.start()
         except (ValueError, self.sd.PortAudioError) as exc:
