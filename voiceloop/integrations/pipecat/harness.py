@@ -131,6 +131,7 @@ async def profile_files(
     *,
     strategy: str = "pipecat",
     references: dict[str, str] | None = None,
+    settle_s: float = 1.0,
 ) -> dict[str, Any]:
     """``voiceloop profile`` for a pipecat pipeline: the same pacing, the same report and table."""
     from ...audio.vad import SileroVAD
@@ -142,7 +143,7 @@ async def profile_files(
         clip = resample(samples, rate, RATE).astype(np.float32)
         clips.append(clip)
         spans.append(InputSpan(path=path, speech_end_ms=last_speech_end_ms(clip, vad)))
-    result = await run_clips(clips, build, strategy=strategy)
+    result = await run_clips(clips, build, strategy=strategy, settle_s=settle_s)
     starts = result.clip_start_ns
     for i, span in enumerate(spans):
         span.start_ns = starts[i]
