@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 from pipecat.frames.frames import Frame, LLMContextFrame, LLMFullResponseEndFrame, LLMFullResponseStartFrame
 from pipecat.processors.frame_processor import FrameDirection
@@ -19,6 +18,7 @@ from pipecat.services.settings import LLMSettings
 
 from ...llm.backend import GenerationStats, LLMBackend
 from ...llm.openai_messages import split_context
+from ._worker import WorkerThread
 
 log = logging.getLogger("voiceloop.pipecat")
 
@@ -45,7 +45,7 @@ class VoiceloopLLMService(LLMService):
         super().__init__(**kwargs)
         self.backend = backend
         self.max_tokens = max_tokens
-        self._executor: ThreadPoolExecutor | None = None
+        self._vl_worker = WorkerThread("voiceloop-pipecat-llm")
         self.last_stats: GenerationStats | None = None
         """Timings of the latest reply (ttft, tokens/s, reuse, drafted/accepted, cancelled)."""
         self.cancelled_replies = 0
@@ -87,7 +87,7 @@ class VoiceloopLLMService(LLMService):
                 loop.call_soon_threadsafe(pieces.put_nowait, _DONE)
 
         await self.start_ttfb_metrics()
-        future = loop.run_in_executor(self._worker(), work)
+        future = loop.run_in_executor(self._vl_worker.get(), work)
         first = True
         try:
             while True:
@@ -109,14 +109,6 @@ class VoiceloopLLMService(LLMService):
             raise
         await future
 
-    def _worker(self) -> ThreadPoolExecutor:
-        # One thread: the model serves one request at a time. Made per pipeline run (cleanup ends it).
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voiceloop-pipecat-llm")
-        return self._executor
-
     async def cleanup(self) -> None:
         await super().cleanup()
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+        self._vl_worker.shutdown()

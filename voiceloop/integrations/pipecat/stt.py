@@ -12,7 +12,6 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from pipecat.frames.frames import (
@@ -29,6 +28,7 @@ from pipecat.utils.time import time_now_iso8601
 
 from ...asr.whisper import WhisperASR, strip_restart
 from ...audio.resample import resample
+from ._worker import WorkerThread
 
 log = logging.getLogger("voiceloop.pipecat")
 
@@ -53,7 +53,7 @@ class VoiceloopSTTService(SegmentedSTTService):
         super().__init__(trailing_silence_secs=trailing_silence_secs, **kwargs)
         self.asr = asr
         self.interim_every_ms = interim_every_ms
-        self._executor: ThreadPoolExecutor | None = None
+        self._vl_worker = WorkerThread("voiceloop-pipecat-asr")
         self._since_interim = 0
         self._interim_task: asyncio.Task | None = None
         self.last_final_ms = 0.0
@@ -70,7 +70,7 @@ class VoiceloopSTTService(SegmentedSTTService):
     async def _transcribe(self, pcm: bytes) -> str:
         audio = self._to_asr(pcm)
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(self._worker(), self.asr.transcribe, audio)
+        result = await loop.run_in_executor(self._vl_worker.get(), self.asr.transcribe, audio)
         return strip_restart(result.text)
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
@@ -108,14 +108,6 @@ class VoiceloopSTTService(SegmentedSTTService):
         else:
             yield None
 
-    def _worker(self) -> ThreadPoolExecutor:
-        # One thread: the model serves one request at a time. Made per pipeline run (cleanup ends it).
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voiceloop-pipecat-asr")
-        return self._executor
-
     async def cleanup(self) -> None:
         await super().cleanup()
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+        self._vl_worker.shutdown()
