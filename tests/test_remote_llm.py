@@ -14,6 +14,7 @@ import urllib.request
 import pytest
 
 from voiceloop.llm.backend import GenerationStats
+from voiceloop.llm.prompt import Message
 from voiceloop.llm.remote import RemoteBackend, RemoteLLMError, RemoteOptions
 from voiceloop.models import model_path
 
@@ -108,3 +109,14 @@ def test_profile_runs_the_voice_pipeline_on_the_remote_backend(server_url, data_
     assert report["system"]["models"]["llm"] == server_url
     (turn,) = report["turns"]
     assert turn["reply"] and turn["v2v_ms"] > 0
+
+
+def test_transcript_server_serves_the_base_model_over_chat_completions():
+    # llama.cpp's server with voiceloop's transcript chat format: what pipecat's stock OpenAILLMService talks to.
+    from voiceloop.llm.transcript_server import serve
+
+    with serve(str(model_path("gemma-3-270m-q4_k_m"))) as url:
+        backend = RemoteBackend(RemoteOptions(url=url, api="chat"))
+        history = [Message("user", "Hi there."), Message("assistant", "Hello! How can I help?")]
+        reply = "".join(backend.stream(history, "What is the capital of France?", max_tokens=32))
+    assert "Paris" in reply and "User:" not in reply and "Assistant:" not in reply
