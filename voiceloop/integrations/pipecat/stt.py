@@ -68,9 +68,9 @@ class VoiceloopSTTService(SegmentedSTTService):
         return audio if self.sample_rate == ASR_RATE else resample(audio, self.sample_rate, ASR_RATE)
 
     async def _transcribe(self, pcm: bytes) -> str:
-        audio = self._to_asr(pcm)
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(self._vl_worker.get(), self.asr.transcribe, audio)
+        # Conversion and resampling happen in the worker too: nothing but hand-offs on the event loop.
+        result = await loop.run_in_executor(self._vl_worker.get(), lambda: self.asr.transcribe(self._to_asr(pcm)))
         return strip_restart(result.text)
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
