@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import llama_cpp
+import numpy as np
 
 from ..llm.backend import GenerationStats
 from ..llm.llama import LlamaBackend, LlamaOptions
@@ -30,6 +31,7 @@ from ..llm.speculative import (
     DraftPolicy,
     GreedyDecoder,
     PromptLookupDrafter,
+    common_prefix,
     eval_prefix,
     last_logits,
 )
@@ -186,9 +188,7 @@ def _warm_history(backend: LlamaBackend, history: list[Message], user: str) -> N
     rendered = backend.prompt.render(backend._trim(history), user)
     cut = rendered.rindex(getattr(backend.prompt, "user_prefix", "User:"))
     head = backend.llm.tokenize(rendered[:cut].encode(), add_bos=True, special=True)
-    n = 0
-    while n < min(len(head), len(full)) and head[n] == full[n]:
-        n += 1
+    n = common_prefix(np.asarray(head, dtype=np.intc), full)
     for llm in (backend.llm, backend.draft_llm):
         if llm is not None:
             llm.n_tokens = 0

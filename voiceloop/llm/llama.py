@@ -24,6 +24,7 @@ from .speculative import (
     batch_invariant_size,
     check_same_tokenizer,
     common_prefix,
+    eval_prefix,
     last_logits,
 )
 from .stops import StopMatcher
@@ -140,9 +141,6 @@ class LlamaBackend(LLMBackend):
         start = -(-(turns - limit) // block) * block
         return history[2 * start :]
 
-    def _cached_prefix(self, tokens: list[int]) -> int:
-        return min(common_prefix(self.llm.input_ids[: self.llm.n_tokens], tokens), len(tokens) - 1)
-
     def end_of_turn_probability(self, history: list[Message], user_text: str) -> float | None:
         """P(the user's line ends here) from the model's next-token distribution.
 
@@ -158,9 +156,7 @@ class LlamaBackend(LLMBackend):
         with self.lock:
             prompt = self.prompt.render_user_line(self._trim(history), text)
             tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
-            reuse = self._cached_prefix(tokens)
-            self.llm.n_tokens = reuse
-            self.llm.eval(tokens[reuse:])
+            eval_prefix(self.llm, tokens)
             z = last_logits(self.llm).astype(np.float64)
             p = np.exp(z - z.max())
             return float(p[self._end_ids].sum() / p.sum())
@@ -171,11 +167,9 @@ class LlamaBackend(LLMBackend):
             tokens = self._tokens(history, user_text)
             # The last user words may still change; keep the known-good prefix only.
             tokens = tokens[:-4]
-            reuse = self._cached_prefix(tokens)
-            if reuse >= len(tokens):
-                return
-            self.llm.n_tokens = reuse
-            self.llm.eval(tokens[reuse:])
+            if not tokens or common_prefix(self.llm.input_ids[: self.llm.n_tokens], tokens) == len(tokens):
+                return  # already in the cache
+            eval_prefix(self.llm, tokens)
             if isinstance(self.decoder.drafter, DraftModelDrafter):
                 self.decoder.drafter.prefill(tokens)
 

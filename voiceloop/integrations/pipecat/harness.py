@@ -8,7 +8,6 @@ transport would be; a ``LatencyObserver`` turns the frames into turn records.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,20 +27,19 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.workers.runner import WorkerRunner
 
 from ...audio.resample import resample
+from ...core.clock import DEFAULT_CLOCK
 from ...metrics.budget import LatencyBudgeter
 from .observer import LatencyObserver
 
 RATE = 16000
-FRAME_MS = 20
 
 
 class PacedAudioSource(FrameProcessor):
     """Pushes clips (float32, 16 kHz) as real-time InputAudioRawFrames once the pipeline starts."""
 
-    def __init__(self, clips: Sequence[np.ndarray], *, tail_silence_s: float = 3.0, **kwargs) -> None:
+    def __init__(self, clips: Sequence[np.ndarray], **kwargs) -> None:
         super().__init__(**kwargs)
         self.clips = list(clips)
-        self.tail_silence_s = tail_silence_s
         self.clip_start_ns: list[int] = []
         """Each clip's first sample on the pipeline clock."""
         self.done = asyncio.Event()
@@ -54,21 +52,16 @@ class PacedAudioSource(FrameProcessor):
             self._task = self.create_task(self._play())
 
     async def _play(self) -> None:
-        step = RATE * FRAME_MS // 1000
-        t0 = time.perf_counter_ns()
-        sent = 0
-        for clip in self.clips:
-            self.clip_start_ns.append(self.get_clock().get_time())
-            audio = np.concatenate([clip, np.zeros(int(self.tail_silence_s * RATE), dtype=np.float32)])
-            pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
-            for i in range(0, pcm.shape[0] - step + 1, step):
-                sent += FRAME_MS * 1_000_000
-                delay = (t0 + sent - time.perf_counter_ns()) / 1e9
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                await self.push_frame(
-                    InputAudioRawFrame(audio=pcm[i : i + step].tobytes(), sample_rate=RATE, num_channels=1)
-                )
+        # The same pacing as `voiceloop profile`: 20 ms frames on a real-time schedule, 3 s of silence after each.
+        from ...profile.runner import InputSpan, _paced_frames
+
+        spans = [(InputSpan(path=Path(f"clip {i}")), clip, RATE) for i, clip in enumerate(self.clips)]
+        started = 0
+        async for frame in _paced_frames(spans, DEFAULT_CLOCK):
+            if started < len(spans) and frame.timestamp_ns == spans[started][0].start_ns:
+                self.clip_start_ns.append(self.get_clock().get_time())
+                started += 1
+            await self.push_frame(InputAudioRawFrame(audio=frame.pcm.tobytes(), sample_rate=RATE, num_channels=1))
         self.done.set()
 
 
