@@ -13,7 +13,7 @@ from voiceloop.asr.whisper import strip_restart
 from voiceloop.llm.stops import StopMatcher
 from voiceloop.metrics.budget import LatencyBudgeter
 from voiceloop.metrics.wer import wer
-from voiceloop.pipeline.endpointing import AdaptiveEndpointing, FixedSilence, reads_incomplete
+from voiceloop.pipeline.endpointing import AdaptiveEndpointing, FixedSilence, incomplete_cue, reads_incomplete
 from voiceloop.tts.clauses import ClauseSplitter
 
 
@@ -110,8 +110,8 @@ def test_clause_splitter_cuts_first_clause_early():
     for w in "Sure thing I can help you with that right away. It will rain, but later today".split(" "):
         out += s.feed(w + " ")
     out.append(s.flush())
-    assert out[0] == "Sure thing I"  # first clause: 3 words, no punctuation needed
-    assert out[1] == "can help you with that right away."
+    assert out[0] == "Sure thing"  # first clause: 2 words, no punctuation needed
+    assert out[1] == "I can help you with that right away."
     assert " ".join(out).split() == "Sure thing I can help you with that right away. It will rain, but later today".split()
 
 
@@ -138,9 +138,47 @@ def test_endpointing_policies():
     assert a.required_silence_ms("so the thing is") == a.incomplete_ms
     assert a.required_silence_ms("Call the dentist and") == a.incomplete_ms
     assert a.required_silence_ms(None) == a.cap_ms
-    assert a.complete_ms <= 250 and a.incomplete_ms >= 600
+    assert a.complete_ms <= 250 and a.incomplete_ms >= 600 and a.incomplete_ms <= a.cap_ms
     assert FixedSilence(500).required_silence_ms("anything") == 500
     assert reads_incomplete("well, um,")
+    # A short continuation of an unfinished sentence ("I need to buy ... milk,") waits longer.
+    assert a.reason("I need to buy milk", previous="I need to buy") == "short_continuation"
+    assert a.required_silence_ms("I need to buy milk", previous="I need to buy") == a.short_continuation_ms
+    assert a.reason("I need to buy milk, eggs and bread.", previous="I need to buy milk") == "complete"
+    assert a.reason("What time is it?", previous="What time") == "complete"  # a finished previous pause
+    assert a.reason("No.", end_of_turn=0.01) == "turn_detector"
+
+
+@pytest.mark.parametrize(
+    ("text", "cue"),
+    [
+        ("I would like to book a table.", "booking_without_time"),
+        ("Add a meeting with Sarah.", "booking_without_time"),
+        ("So the thing is", "trailing_word"),
+        ("Can you tell me?", "missing_object"),
+        ("I need to buy", "open_infinitive"),
+        ("Send a message to John.", "message_without_text"),
+        ("What time does the store?", "missing_verb"),
+        ("in this regard...", "trailing_punctuation"),
+        ("not worth thinking about.", "trailing_word"),
+        ("It was", "trailing_word"),
+        # complete: closing punctuation lets auxiliaries and pronouns end a sentence
+        ("than he was.", None),
+        ("How are you?", None),
+        ("Thank you.", None),
+        ("5 5", None),
+        ("A Minecraft", None),
+        ("which chiefly induced people to buy.", None),
+        ("Call the dentist.", None),
+        ("I would like to book a table for two people at eight.", None),
+        ("Send a message to John saying I will be late.", None),
+        ("Add a meeting with Sarah on Tuesday at 3.", None),
+        ("Can you tell me how long it takes to boil an egg?", None),
+        ("Remind me to call my mother tonight.", None),
+    ],
+)
+def test_incomplete_cues(text: str, cue: str | None) -> None:
+    assert incomplete_cue(text) == cue
 
 
 def test_turn_record_stages_add_up_to_v2v():

@@ -35,7 +35,9 @@ class WhisperOptions:
     model: str | None = None
     """A CTranslate2 Whisper directory; None = the embedded tiny.en."""
     compute_type: str = "int8"
-    cpu_threads: int = 2
+    cpu_threads: int = 1
+    """One thread: tiny.en's decoder steps are too small to split (measured 3.2 ms a token on one
+    thread, 5.0 on two), and the other core stays free for the LLM and TTS."""
     beam_size: int = 1
     min_window_frames: int = 1000
     """Smallest mel window (10 s). Decoding dominates (~4.5 ms a token on tiny.en) and shorter

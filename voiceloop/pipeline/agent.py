@@ -68,10 +68,14 @@ class AgentOptions:
     """Whisper's window is 30 s; a longer monologue is cut into turns."""
     output_queue: int = 1024
     clauses: ClauseOptions = field(default_factory=ClauseOptions)
-    prefill: bool = False
+    prefill: bool = True
     """Evaluate the stable part of interim transcripts in the LLM ahead of the turn end."""
     barge_in_min_speech_ms: float = 32.0
     """Voiced time that starts a turn while the agent is speaking (barge-in); otherwise ``vad.min_speech_ms``."""
+    lm_turn_detector: bool = False
+    """Also ask the LLM for P(sentence over) before each preemptive reply. Off by default: on the
+    embedded 270M model it marked complete turns unfinished ("A Minecraft", "10 of clubs") and costs
+    a prompt evaluation on the critical path."""
     continuation_ms: float = 1500.0
     """Speech this soon after a committed turn's end, while its reply plays, continues that turn."""
 
@@ -133,6 +137,7 @@ class VoiceAgent(Stage[AudioFrame, Event]):
         self._interim_pass: tuple[int, int, asyncio.Future[AsrResult]] | None = None
         self._last_pass_samples = 0
         self._prefilled = ""
+        self._previous_pause_text: str | None = None
         self._finishers: set[asyncio.Task[None]] = set()
         self._last_commit: tuple[TurnRecord, np.ndarray] | None = None
 
@@ -257,7 +262,9 @@ class VoiceAgent(Stage[AudioFrame, Event]):
             if silence_ms >= self.endpointing.max_silence_ms:
                 self._drop_utterance()
             return
-        need = self.endpointing.required_silence_ms(transcript, end_of_turn=job.end_of_turn if job else None)
+        need = self.endpointing.required_silence_ms(
+            transcript, end_of_turn=job.end_of_turn if job else None, previous=self._previous_pause_text
+        )
         if silence_ms >= need and (known or silence_ms >= 3 * self.endpointing.max_silence_ms):
             await self._commit(end_ns)
 
@@ -282,6 +289,7 @@ class VoiceAgent(Stage[AudioFrame, Event]):
         self._last_pass_samples = 0
         self._interim_pass = None
         self._prefilled = ""
+        self._previous_pause_text = None
         speaking = self._speaking
         playing = self._agent_playing()
         if playing and self._last_commit is not None and self._last_commit[0].turn_id == speaking.turn_id:
@@ -351,6 +359,9 @@ class VoiceAgent(Stage[AudioFrame, Event]):
         self._state = _State.SPEECH
         self._speech_end = at_ns
         if self._job is not None:
+            # What the user had said at this pause tells the endpointer how to read the next one.
+            if self._job.scored.is_set():
+                self._previous_pause_text = self._job.transcript
             self._job.cancel()
             self._job = None
             assert self._record is not None
@@ -387,6 +398,10 @@ class VoiceAgent(Stage[AudioFrame, Event]):
             "none" if self.options.strategy == "sequential" else ("committed" if rec.discarded == 0 else "restarted")
         )
         silence_ms = (at_ns - self._silence_start) / 1e6
+        if not forced:
+            rec.extra["endpoint_reason"] = self.endpointing.reason(
+                job.transcript, end_of_turn=job.end_of_turn, previous=self._previous_pause_text
+            )
         log.debug("turn %d: commit %r after %.0f ms silence", rec.turn_id, job.transcript, silence_ms)
         await job.release()
         finisher = asyncio.create_task(self._finish(job, rec))

@@ -135,7 +135,7 @@ class ReplyJob:
             await self._transcribe()
             if not self.transcript or self.stop.is_set():
                 return
-            if self.held:
+            if self.held and self.agent.options.lm_turn_detector:
                 # Same thread and KV cache as the reply: the reply re-evaluates only a few tokens.
                 self.end_of_turn = await loop.run_in_executor(
                     eng.llm_executor, eng.llm.end_of_turn_probability, self.history, self.transcript
