@@ -142,10 +142,12 @@ def test_endpointing_policies():
     assert FixedSilence(500).required_silence_ms("anything") == 500
     assert reads_incomplete("well, um,")
     # A short continuation of an unfinished sentence ("I need to buy ... milk,") waits longer.
-    assert a.reason("I need to buy milk", previous="I need to buy") == "short_continuation"
-    assert a.required_silence_ms("I need to buy milk", previous="I need to buy") == a.short_continuation_ms
-    assert a.reason("I need to buy milk, eggs and bread.", previous="I need to buy milk") == "complete"
-    assert a.reason("What time is it?", previous="What time") == "complete"  # a finished previous pause
+    assert a.reason("I need to buy milk", previous=("I need to buy",)) == "short_continuation"
+    assert a.required_silence_ms("I need to buy milk", previous=("I need to buy",)) == a.short_continuation_ms
+    assert a.reason("I need to buy milk, eggs and bread.", previous=("I need to buy", "I need to buy milk")) == "complete"
+    # A flicker pause right after "milk" does not reset what the unfinished pause said.
+    assert a.reason("I need to buy milk", previous=("I need to buy", "I need to buy milk")) == "short_continuation"
+    assert a.reason("What time is it?", previous=("What time is it",)) == "complete"  # a finished previous pause
     assert a.reason("No.", end_of_turn=0.01) == "turn_detector"
 
 

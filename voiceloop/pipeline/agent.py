@@ -137,7 +137,7 @@ class VoiceAgent(Stage[AudioFrame, Event]):
         self._interim_pass: tuple[int, int, asyncio.Future[AsrResult]] | None = None
         self._last_pass_samples = 0
         self._prefilled = ""
-        self._previous_pause_text: str | None = None
+        self._pause_texts: list[str] = []
         self._finishers: set[asyncio.Task[None]] = set()
         self._last_commit: tuple[TurnRecord, np.ndarray] | None = None
 
@@ -263,7 +263,7 @@ class VoiceAgent(Stage[AudioFrame, Event]):
                 self._drop_utterance()
             return
         need = self.endpointing.required_silence_ms(
-            transcript, end_of_turn=job.end_of_turn if job else None, previous=self._previous_pause_text
+            transcript, end_of_turn=job.end_of_turn if job else None, previous=tuple(self._pause_texts)
         )
         if silence_ms >= need and (known or silence_ms >= 3 * self.endpointing.max_silence_ms):
             await self._commit(end_ns)
@@ -289,7 +289,7 @@ class VoiceAgent(Stage[AudioFrame, Event]):
         self._last_pass_samples = 0
         self._interim_pass = None
         self._prefilled = ""
-        self._previous_pause_text = None
+        self._pause_texts = []
         speaking = self._speaking
         playing = self._agent_playing()
         if playing and self._last_commit is not None and self._last_commit[0].turn_id == speaking.turn_id:
@@ -360,8 +360,8 @@ class VoiceAgent(Stage[AudioFrame, Event]):
         self._speech_end = at_ns
         if self._job is not None:
             # What the user had said at this pause tells the endpointer how to read the next one.
-            if self._job.scored.is_set():
-                self._previous_pause_text = self._job.transcript
+            if self._job.scored.is_set() and self._job.transcript:
+                self._pause_texts.append(self._job.transcript)
             self._job.cancel()
             self._job = None
             assert self._record is not None
@@ -400,7 +400,7 @@ class VoiceAgent(Stage[AudioFrame, Event]):
         silence_ms = (at_ns - self._silence_start) / 1e6
         if not forced:
             rec.extra["endpoint_reason"] = self.endpointing.reason(
-                job.transcript, end_of_turn=job.end_of_turn, previous=self._previous_pause_text
+                job.transcript, end_of_turn=job.end_of_turn, previous=tuple(self._pause_texts)
             )
         log.debug("turn %d: commit %r after %.0f ms silence", rec.turn_id, job.transcript, silence_ms)
         await job.release()

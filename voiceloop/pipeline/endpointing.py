@@ -108,19 +108,19 @@ def reads_incomplete(transcript: str) -> bool:
 class EndpointingPolicy(ABC):
     @abstractmethod
     def required_silence_ms(
-        self, transcript: str | None, *, end_of_turn: float | None = None, previous: str | None = None
+        self, transcript: str | None, *, end_of_turn: float | None = None, previous: tuple[str, ...] = ()
     ) -> float:
         """Silence that ends the turn.
 
         ``end_of_turn``: a turn detector's P(sentence over), if any. ``previous``: the
-        transcript at the last pause of this utterance, when the user went on after it.
+        transcripts at this utterance's earlier pauses (the user went on after each), oldest first.
         """
 
     @property
     @abstractmethod
     def max_silence_ms(self) -> float: ...
 
-    def reason(self, transcript: str | None, *, end_of_turn: float | None = None, previous: str | None = None) -> str:
+    def reason(self, transcript: str | None, *, end_of_turn: float | None = None, previous: tuple[str, ...] = ()) -> str:
         """Why ``required_silence_ms`` chose its value (reported per turn)."""
         return "policy"
 
@@ -132,7 +132,7 @@ class FixedSilence(EndpointingPolicy):
     silence_ms: float = 500.0
 
     def required_silence_ms(
-        self, transcript: str | None, *, end_of_turn: float | None = None, previous: str | None = None
+        self, transcript: str | None, *, end_of_turn: float | None = None, previous: tuple[str, ...] = ()
     ) -> float:
         return self.silence_ms
 
@@ -140,7 +140,7 @@ class FixedSilence(EndpointingPolicy):
     def max_silence_ms(self) -> float:
         return self.silence_ms
 
-    def reason(self, transcript: str | None, *, end_of_turn: float | None = None, previous: str | None = None) -> str:
+    def reason(self, transcript: str | None, *, end_of_turn: float | None = None, previous: tuple[str, ...] = ()) -> str:
         return "fixed"
 
 
@@ -165,7 +165,7 @@ class AdaptiveEndpointing(EndpointingPolicy):
     short_continuation_words: int = 2
     unfinished_below: float = 0.1
 
-    def reason(self, transcript: str | None, *, end_of_turn: float | None = None, previous: str | None = None) -> str:
+    def reason(self, transcript: str | None, *, end_of_turn: float | None = None, previous: tuple[str, ...] = ()) -> str:
         if transcript is None:
             return "no_transcript"
         cue = incomplete_cue(transcript)
@@ -173,14 +173,15 @@ class AdaptiveEndpointing(EndpointingPolicy):
             return cue
         if end_of_turn is not None and end_of_turn < self.unfinished_below:
             return "turn_detector"
-        if previous is not None and incomplete_cue(previous) is not None:
-            added = len(transcript.split()) - len(previous.split())
+        unfinished = [p for p in previous if incomplete_cue(p) is not None]
+        if unfinished:
+            added = len(transcript.split()) - len(unfinished[-1].split())
             if added <= self.short_continuation_words:
                 return "short_continuation"
         return "complete"
 
     def required_silence_ms(
-        self, transcript: str | None, *, end_of_turn: float | None = None, previous: str | None = None
+        self, transcript: str | None, *, end_of_turn: float | None = None, previous: tuple[str, ...] = ()
     ) -> float:
         why = self.reason(transcript, end_of_turn=end_of_turn, previous=previous)
         if why == "no_transcript":

@@ -18,6 +18,7 @@ class PiperOptions:
     """A Piper voice .onnx (with its .onnx.json beside it); None = the embedded en_US-joe-medium."""
     length_scale: float | None = None
     speaker_id: int | None = None
+    threads: int = 2
 
 
 class PiperTTS:
@@ -37,6 +38,16 @@ class PiperTTS:
         from piper import PiperVoice, SynthesisConfig
 
         self.voice = PiperVoice.load(str(p), config_path=str(config))
+        # Two threads synthesise a short clause fastest (~22 ms vs ~34 on one), but onnxruntime's
+        # idle workers spin by default and would steal the core the LLM decodes on between clauses.
+        import onnxruntime
+
+        opts = onnxruntime.SessionOptions()
+        opts.intra_op_num_threads = o.threads
+        opts.inter_op_num_threads = 1
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.log_severity_level = 3
+        self.voice.session = onnxruntime.InferenceSession(str(p), sess_options=opts, providers=["CPUExecutionProvider"])
         self.sample_rate = int(self.voice.config.sample_rate)
         self._syn = SynthesisConfig(length_scale=o.length_scale, speaker_id=o.speaker_id)
         self.model_path = p
