@@ -9,7 +9,7 @@ import pytest
 
 from voiceloop import AudioFrame, Budgets, ManualClock, Pipeline, Stage, TurnRecord
 from voiceloop.asr.streaming import StablePrefixTracker
-from voiceloop.asr.whisper import strip_restart
+from voiceloop.asr.whisper import strip_repeats, strip_restart
 from voiceloop.llm.stops import StopMatcher
 from voiceloop.metrics.budget import LatencyBudgeter
 from voiceloop.metrics.wer import wer
@@ -121,6 +121,14 @@ def test_stable_prefix_grows_by_agreement():
     assert t.update("what time is").stable == "what time"
     assert t.update("What time is it?").stable == "What time is"
     assert t.update("what time is it").stable == "what time is it"
+
+
+def test_strip_repeats_cuts_a_decoder_loop():
+    looped = "I need to buy milk eggs and bread Milk eggs and bread Milk eggs"
+    assert strip_repeats(looped) == "I need to buy milk eggs and bread"
+    keep = "ask not what your country can do for you, ask what you can do for your country"
+    assert strip_repeats(keep) == keep
+    assert strip_repeats("no no no") == "no no no"  # short repeats are speech
 
 
 def test_strip_restart_cuts_repeated_utterance():

@@ -73,6 +73,22 @@ def strip_restart(text: str) -> str:
     return text
 
 
+def strip_repeats(text: str, min_words: int = 3) -> str:
+    """Cut a decoder loop that repeats a phrase of ``min_words`` or more words back to back.
+
+    On a sized window the decoder sometimes runs on past the speech and says the last phrase
+    again ("... milk eggs and bread Milk eggs and bread Milk eggs"); people rarely repeat three
+    words in a row, so the first copy is kept and the rest dropped.
+    """
+    words = text.split()
+    norm = [re.sub(r"[^\w']", "", w.lower()) for w in words]
+    for i in range(len(words)):
+        for n in range(min_words, (len(words) - i) // 2 + 1):
+            if norm[i : i + n] == norm[i + n : i + 2 * n]:
+                return " ".join(words[: i + n])
+    return text
+
+
 def _looks_looped(text: str, hit_budget: bool) -> bool:
     if hit_budget:
         return True
@@ -172,7 +188,7 @@ class WhisperASR:
         tokens = [t for t in res.sequences_ids[0] if t < self._tokenizer.eot]
         if res.no_speech_prob > 0.9 and not tokens:
             return "", False
-        text = strip_restart(self._tokenizer.decode(tokens).strip())
+        text = strip_repeats(strip_restart(self._tokenizer.decode(tokens).strip()))
         return text, len(res.sequences_ids[0]) >= budget
 
     # -- conventional path -----------------------------------------------------------
