@@ -155,6 +155,7 @@ def test_endpointing_policies():
     assert a.reason("I need to buy milk, eggs and bread.", previous=("I need to buy", "I need to buy milk")) == "complete"
     # A flicker pause right after "milk" does not reset what the unfinished pause said.
     assert a.reason("I need to buy milk", previous=("I need to buy", "I need to buy milk")) == "short_continuation"
+    assert a.reason("Yes.", previous=(".",)) == "complete"  # a pause that heard no words
     assert a.reason("What time is it?", previous=("What time is it",)) == "complete"  # a finished previous pause
     assert a.reason("No.", end_of_turn=0.01) == "turn_detector"
 

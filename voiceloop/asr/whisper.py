@@ -39,7 +39,7 @@ class WhisperOptions:
     """One thread: tiny.en's decoder steps are too small to split (measured 3.2 ms a token on one
     thread, 5.0 on two), and the other core stays free for the LLM and TTS."""
     beam_size: int = 1
-    min_window_frames: int = 1000
+    min_window_frames: int = 700
     """Smallest mel window (10 s). Decoding dominates (~4.5 ms a token on tiny.en) and shorter
     windows make the decoder repeat the utterance, which costs more than the encoder saves."""
     margin_frames: int = 100

@@ -402,7 +402,13 @@ class VoiceAgent(Stage[AudioFrame, Event]):
             rec.extra["endpoint_reason"] = self.endpointing.reason(
                 job.transcript, end_of_turn=job.end_of_turn, previous=tuple(self._pause_texts)
             )
-        log.debug("turn %d: commit %r after %.0f ms silence", rec.turn_id, job.transcript, silence_ms)
+        log.debug(
+            "turn %d: commit %r after %.0f ms silence (earlier pauses: %s)",
+            rec.turn_id,
+            job.transcript,
+            silence_ms,
+            self._pause_texts,
+        )
         await job.release()
         finisher = asyncio.create_task(self._finish(job, rec))
         self._finishers.add(finisher)
@@ -445,6 +451,11 @@ class VoiceAgent(Stage[AudioFrame, Event]):
         else:
             self.history += [Message("user", text), Message("assistant", rec.reply)]
             rec.extra["in_history"] = True
+            if self.options.prefill and self._state is _State.IDLE:
+                # Evaluate the new history now, while the user is silent: when the history is
+                # trimmed the whole prompt changes, and ~300 tokens must not wait for the next turn.
+                eng = self.engines
+                asyncio.get_running_loop().run_in_executor(eng.llm_executor, eng.llm.prefill, list(self.history), "")
             self.budgeter.add(rec)
         await self._emit(TurnMetrics(turn_id=rec.turn_id, record=rec))
 

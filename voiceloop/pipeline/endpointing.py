@@ -173,7 +173,7 @@ class AdaptiveEndpointing(EndpointingPolicy):
             return cue
         if end_of_turn is not None and end_of_turn < self.unfinished_below:
             return "turn_detector"
-        unfinished = [p for p in previous if incomplete_cue(p) is not None]
+        unfinished = [p for p in previous if incomplete_cue(p) not in (None, "empty")]
         if unfinished:
             added = len(transcript.split()) - len(unfinished[-1].split())
             if added <= self.short_continuation_words:
