@@ -115,6 +115,15 @@ def test_clause_splitter_cuts_first_clause_early():
     assert " ".join(out).split() == "Sure thing I can help you with that right away. It will rain, but later today".split()
 
 
+def test_first_clause_ends_at_its_punctuation_without_waiting_for_a_space():
+    s = ClauseSplitter()
+    assert s.feed("I") == [] and s.feed("'m") == [] and s.feed(" sorry") == []
+    assert s.feed(",") == ["I'm sorry,"]
+    s = ClauseSplitter()
+    assert s.feed("10") == [] and s.feed(",") == []  # "10,000" is not over at the comma
+    assert s.feed("000") == [] and s.feed(" people") == ["10,000 people"]
+
+
 def test_stable_prefix_grows_by_agreement():
     t = StablePrefixTracker()
     assert t.update("what time").stable == ""

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 _SENTENCE_END = re.compile(r"[.!?;:](?=\s)|[.!?](?=[\"')\]]\s)")
 _CLAUSE_END = re.compile(r"[,\u2014](?=\s)")
 _WORD = re.compile(r"\S+(?=\s)")
+_OPEN_END = re.compile(r"[A-Za-z][,.!?;:]$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,11 @@ class ClauseSplitter:
         if c and (cut is None or c.end() < cut):
             if first or len(buf[: c.end()].split()) >= o.min_words:
                 cut = c.end()
+        if cut is None and first and _OPEN_END.search(buf):
+            # The first clause gates the first sound: "Sure," or "I'm sorry," is over at its
+            # punctuation, without waiting one more token for the space after it (a digit
+            # before it, as in "10,000" or "3.5", waits).
+            cut = len(buf)
         if cut is None:
             limit = o.first_max_words if first else o.max_words
             complete = list(_WORD.finditer(buf))  # words already followed by a space
