@@ -121,7 +121,8 @@ def test_first_clause_ends_at_its_punctuation_without_waiting_for_a_space():
     assert s.feed(",") == ["I'm sorry,"]
     s = ClauseSplitter()
     assert s.feed("10") == [] and s.feed(",") == []  # "10,000" is not over at the comma
-    assert s.feed("000") == [] and s.feed(" people") == ["10,000 people"]
+    assert s.feed("000") == [] and s.feed(" people") == []
+    assert s.feed(" came") == ["10,000 people"]
 
 
 def test_stable_prefix_grows_by_agreement():
