@@ -84,28 +84,43 @@ class Assistant:
 
 
 class Recorder:
-    """parec of a monitor source into memory, with the monotonic time of its start."""
+    """parec of a monitor source into memory, with the monotonic time of its first sample.
+
+    The start time comes from the data: for every chunk read, arrival time minus the audio
+    before it bounds the first sample's time from above (delivery only ever adds delay), and
+    the smallest bound is kept. The time parec was started is off by its start-up time, tens
+    of ms that differ between two recorders.
+    """
+
+    RATE = 16000
 
     def __init__(self, env: dict, source: str) -> None:
         self.proc = subprocess.Popen(
-            ["parec", "-d", source, "--rate=16000", "--channels=1", "--format=s16le", "--latency-msec=10"],
+            ["parec", "-d", source, f"--rate={self.RATE}", "--channels=1", "--format=s16le", "--latency-msec=10"],
             env=env, stdout=subprocess.PIPE,
         )  # fmt: skip
-        self.t0 = time.monotonic()
+        self.t0 = float("inf")
         self.chunks: list[bytes] = []
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
-        while chunk := self.proc.stdout.read(640):
+        n = 0
+        while chunk := self.proc.stdout.read1(640):
+            now = time.monotonic()
+            n += len(chunk) // 2
+            self.t0 = min(self.t0, now - n / self.RATE)
             self.chunks.append(chunk)
 
     def audio(self) -> np.ndarray:
-        return np.frombuffer(b"".join(self.chunks), dtype=np.int16)
+        data = b"".join(self.chunks)
+        return np.frombuffer(data[: len(data) // 2 * 2], dtype=np.int16)
 
     def stop(self) -> np.ndarray:
         self.proc.terminate()
         self.proc.wait(5)
+        self._reader.join(5)
         return self.audio()
 
 

@@ -175,6 +175,10 @@ def test_endpointing_policies():
     [
         ("I would like to book a table.", "booking_without_time"),
         ("Add a meeting with Sarah.", "booking_without_time"),
+        ("at a meeting with Sarah", "booking_without_time"),  # Whisper's usual mishearing of "add"
+        ("Cancel my meeting.", None),
+        ("When is my appointment?", None),
+        ("Would you please turn on the living room lamp?", None),
         ("So the thing is", "trailing_word"),
         ("Can you tell me?", "missing_object"),
         ("I need to buy", "open_infinitive"),

@@ -37,8 +37,9 @@ OPENERS = (
     "the question is",
 )
 _TIME_WORDS = frozenset(
-    """at on for tomorrow today tonight morning afternoon evening noon midnight next this monday
-    tuesday wednesday thursday friday saturday sunday weekend week am pm o'clock""".split()
+    """tomorrow today tonight morning afternoon evening noon midnight next monday tuesday wednesday
+    thursday friday saturday sunday weekend week month am pm o'clock one two three four five six
+    seven eight nine ten eleven twelve half quarter""".split()
 )
 _CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
     # "Can you tell me", "show us": a verb of giving or telling without the thing given.
@@ -54,6 +55,10 @@ _CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
 )
 _MESSAGE = re.compile(r"^(please )?(send|text|email|message|write)\b(?! (it|that|this|them)$)")
 _MESSAGE_CONTENT = re.compile(r"\b(saying|that|telling|asking|about|to say)\b")
+# A meeting or appointment named without its time, whatever the verb: the verb is the word
+# Whisper mishears most at the start of a command ("add a meeting" -> "at a meeting", "had a meeting").
+_APPOINTMENT = re.compile(r"\b(meeting|appointment|reservation)\b")
+_NOT_BOOKING = re.compile(r"^(when|what|where|which|who|how|is|are|do|does|did)\b|\b(cancel|delete|remove|clear)\b")
 _BOOKING = re.compile(
     r"\b(book|reserve|schedule|add|set up|arrange|make|plan)\b.*\b(table|meeting|appointment|reservation|event|"
     r"call|flight|room|visit)\b"
@@ -95,8 +100,9 @@ def incomplete_cue(transcript: str) -> str | None:
             return name
     if _MESSAGE.search(bare) and not _MESSAGE_CONTENT.search(bare) and len(words) <= 8:
         return "message_without_text"
-    if _BOOKING.search(bare) and not any(w in _TIME_WORDS or w[0].isdigit() for w in words):
-        return "booking_without_time"
+    if (_BOOKING.search(bare) or _APPOINTMENT.search(bare)) and not _NOT_BOOKING.search(bare):
+        if not any(w in _TIME_WORDS or w[0].isdigit() for w in words):
+            return "booking_without_time"
     return None
 
 
