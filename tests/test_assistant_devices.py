@@ -256,6 +256,23 @@ def test_missing_portaudio_names_the_package(pulse):
     assert "apt-get install libportaudio2" in r.stderr
 
 
+def test_busy_device_is_one_clear_error(pulse):
+    # A null sink is never busy (PulseAudio mixes), so PortAudio's own busy error is raised where
+    # it would come from: opening the stream. ALSA hardware held by another program gives this.
+    code = (
+        "import sounddevice as sd\n"
+        "class Busy(sd.InputStream):\n"
+        "    def __init__(self, *a, **k):\n"
+        "        raise sd.PortAudioError('Error opening InputStream: Device unavailable [PaErrorCode -9985]')\n"
+        "sd.InputStream = Busy\n"
+        "from voiceloop.cli.main import main\n"
+        "raise SystemExit(main(['assistant']))\n"
+    )
+    r = _cli(pulse, code=code)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-800:]
+    assert "cannot open input device (default): the device is busy" in r.stderr
+
+
 def test_devices_lists_the_virtual_devices(pulse):
     r = _cli(pulse, "devices")
     assert r.returncode == 0 and "pulse" in r.stdout

@@ -34,7 +34,10 @@ def sounddevice() -> Any:
 
 def _device_error(kind: str, device: object, exc: Exception) -> AudioDeviceError:
     text = str(exc)
-    if "busy" in text.lower() or "unanticipated host error" in text.lower():
+    low = text.lower()
+    # PortAudio reports a device held by another program as paDeviceUnavailable (-9985), or via
+    # ALSA as an unanticipated host error ("Device or resource busy").
+    if "busy" in low or "unanticipated host error" in low or "device unavailable" in low or "-9985" in low:
         hint = "the device is busy (another program holds it)"
     elif "invalid sample rate" in text.lower():
         hint = "the device does not support this sample rate"
