@@ -235,3 +235,5 @@ def test_budgets_parse():
 def test_wer_normalises():
     assert wer(["Mr. Quilter is here."], ["mister quilter is here"]) == 0
     assert wer(["a b c d"], ["a x c"]) == pytest.approx(0.5)
+    assert wer(["Lord, but I'm glad, it's late"], ["Lord but I am glad it is late"]) == 0  # contractions
+    assert wer(["I can't go"], ["I can go"]) == pytest.approx(1 / 4)  # "can not" vs "can": one word lost

@@ -1,4 +1,4 @@
-"""Word error rate with a normalisation that treats casing, punctuation and number words alike."""
+"""Word error rate with a normalisation that treats casing, punctuation, contractions and number words alike."""
 
 from __future__ import annotations
 
@@ -11,8 +11,19 @@ _NUMBERS = {
 }  # fmt: skip
 
 
+# Expanded as Whisper's English text normalizer does, so "I'm" and "I am" are the same words.
+_CONTRACTIONS = (
+    (r"\bcan't\b", "can not"), (r"\bwon't\b", "will not"), (r"\blet's\b", "let us"),
+    (r"\bain't\b", "is not"), (r"n't\b", " not"), (r"'re\b", " are"), (r"'ll\b", " will"),
+    (r"'ve\b", " have"), (r"'m\b", " am"), (r"\b(it|that|there|what|he|she|who|here|where)'s\b", r"\1 is"),
+    (r"\b(i|you|he|she|we|they)'d\b", r"\1 would"),
+)  # fmt: skip
+
+
 def normalize(text: str) -> list[str]:
-    text = text.lower().replace("-", " ")
+    text = text.lower().replace("-", " ").replace("\u2019", "'")
+    for pattern, repl in _CONTRACTIONS:
+        text = re.sub(pattern, repl, text)
     text = re.sub(r"[^\w\s']", " ", text)
     words = [w.strip("'") for w in text.split()]
     return [_NUMBERS.get(w, w) for w in words if w]
