@@ -80,6 +80,11 @@ class AgentOptions:
     """Speech this soon after a committed turn's end, while its reply plays, continues that turn."""
 
 
+def _log_failure(fut: asyncio.Future[object]) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.warning("history prefill failed: %s", fut.exception())
+
+
 class _State(Enum):
     IDLE = "idle"
     SPEECH = "speech"
@@ -455,7 +460,8 @@ class VoiceAgent(Stage[AudioFrame, Event]):
                 # Evaluate the new history now, while the user is silent: when the history is
                 # trimmed the whole prompt changes, and ~300 tokens must not wait for the next turn.
                 eng = self.engines
-                asyncio.get_running_loop().run_in_executor(eng.llm_executor, eng.llm.prefill, list(self.history), "")
+                warm = asyncio.get_running_loop().run_in_executor(eng.llm_executor, eng.llm.prefill, list(self.history), "")
+                warm.add_done_callback(_log_failure)
             self.budgeter.add(rec)
         await self._emit(TurnMetrics(turn_id=rec.turn_id, record=rec))
 
