@@ -2,7 +2,7 @@
 
 Base models such as the embedded Gemma 3 270M have no chat template; written as a
 transcript ("User: ... / Assistant: ...") with a short few-shot preamble, they
-continue it with short sensible answers, and "\\nUser:" marks the end of a reply.
+continue it with short sensible answers, and the end of the line ends the reply.
 The prompt text of earlier turns never changes, so the KV cache covers it.
 """
 
@@ -39,7 +39,9 @@ class TranscriptPrompt:
     preamble: str = DEFAULT_PREAMBLE
     user_prefix: str = "User:"
     assistant_prefix: str = "Assistant:"
-    stop: tuple[str, ...] = ("\nUser:", "\n\n", "User:")
+    stop: tuple[str, ...] = ("\n", "User:")
+    """Each line of the transcript is one turn, so the newline ends the reply: waiting for the
+    "User:" that follows it would hold the reply's last words back for two more tokens."""
 
     def render_user_line(self, history: list[Message], user_text: str) -> str:
         """The prompt up to the end of the user's words: what the turn detector scores."""
