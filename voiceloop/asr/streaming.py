@@ -10,7 +10,8 @@ def words_of(text: str) -> list[str]:
     return text.split()
 
 
-def _norm(word: str) -> str:
+def norm_word(word: str) -> str:
+    """A word without case and punctuation, for comparing transcripts word by word."""
     return re.sub(r"[^\w']", "", word.lower())
 
 
@@ -41,7 +42,7 @@ class StablePrefixTracker:
         current = words_of(text)
         agreed = 0
         for a, b in zip(self._previous, current, strict=False):
-            if _norm(a) != _norm(b):
+            if norm_word(a) != norm_word(b):
                 break
             agreed += 1
         if agreed > len(self._stable):

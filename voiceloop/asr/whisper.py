@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelNotFoundError
+from .streaming import norm_word
 
 log = logging.getLogger("voiceloop.asr")
 
@@ -66,7 +67,7 @@ def strip_restart(text: str) -> str:
     "hears" it again in the padding: "What time is it? What time is it?".
     """
     words = text.split()
-    norm = [re.sub(r"[^\w']", "", w.lower()) for w in words]
+    norm = [norm_word(w) for w in words]
     for i in range(1, len(words) - 1):
         tail = norm[i:]
         if len(tail) >= 2 and tail == norm[: len(tail)] and norm[i] == norm[0]:
@@ -82,7 +83,7 @@ def strip_repeats(text: str, min_words: int = 3) -> str:
     words in a row, so the first copy is kept and the rest dropped.
     """
     words = text.split()
-    norm = [re.sub(r"[^\w']", "", w.lower()) for w in words]
+    norm = [norm_word(w) for w in words]
     for i in range(len(words)):
         for n in range(min_words, (len(words) - i) // 2 + 1):
             if norm[i : i + n] == norm[i + n : i + 2 * n]:

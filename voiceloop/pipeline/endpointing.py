@@ -75,8 +75,7 @@ def incomplete_cue(transcript: str) -> str | None:
     assistant, a command missing the detail it needs (a message without its text, a
     booking without its time: "I would like to book a table").
     """
-    raw = transcript.strip()
-    text = raw.lower()
+    text = transcript.strip().lower()
     if not text:
         return "empty"
     if text.endswith(("...", "\u2026", ",", "-", "\u2014", ";", ":")):

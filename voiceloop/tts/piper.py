@@ -40,6 +40,7 @@ class PiperTTS:
         self.voice = PiperVoice.load(str(p), config_path=str(config))
         # Two threads synthesise a short clause fastest (~22 ms vs ~34 on one), but onnxruntime's
         # idle workers spin by default and would steal the core the LLM decodes on between clauses.
+        # (piper's load() has no session options, so its default session is replaced: once, at start.)
         import onnxruntime
 
         opts = onnxruntime.SessionOptions()
