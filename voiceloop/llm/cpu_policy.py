@@ -1,0 +1,179 @@
+"""Which llama.cpp CPU kernels are safe on this machine: the one place that decides.
+
+llama.cpp moves weights into "extra buffer types" at load time: the repacked CPU kernels
+(``CPU_REPACK``: Q4_0/Q4_K/IQ4_NL interleaved for AVX2/AVX-512, worth 10-40 % decode speed)
+and, when ggml was compiled with ``__AMX_INT8__``, Intel AMX tiles. On Sapphire Rapids and
+later Xeons a source build (GGML_NATIVE) compiles the AMX kernels, and their first matmul dies
+with SIGILL (``tilezero`` in ``ggml_backend_amx_mul_mat``; several upstream reports). The OS does
+grant AMX there, so the fault is ggml's, and nothing at run time can switch AMX off alone: the
+only switch is ``llama_model_params.use_extra_bufts``, which drops AMX *and* the repack kernels.
+
+So the rule is narrow: extra buffer types are turned off only when both the CPU has AMX and the
+loaded ggml was built with it (``AMX_INT8 = 1`` in llama.cpp's system info). Every other CPU, and
+an AMX CPU running a wheel built without AMX, keeps the repacked kernels. This works whatever
+wheel pip had cached, because it looks at the library actually loaded, not at how it was built.
+
+``VOICELOOP_LLAMA_EXTRA_BUFTS=0|1`` overrides the rule (for a user whose build has a fixed AMX
+path, or to measure the cost).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger("voiceloop.llm")
+
+ENV_OVERRIDE = "VOICELOOP_LLAMA_EXTRA_BUFTS"
+AMX_FLAGS = frozenset({"amx_tile", "amx_int8", "amx_bf16"})
+
+
+@dataclass(frozen=True, slots=True)
+class CpuInfo:
+    model_name: str
+    vendor: str
+    flags: frozenset[str]
+    logical_cpus: int
+
+    @property
+    def has_amx(self) -> bool:
+        return bool(self.flags & AMX_FLAGS)
+
+    def describe(self) -> str:
+        return f"{self.model_name} ({self.logical_cpus} logical CPUs)"
+
+
+@dataclass(frozen=True, slots=True)
+class LlamaCpuSettings:
+    """What the loader applies to every llama.cpp model, and why."""
+
+    use_extra_bufts: bool
+    reason: str
+
+
+def read_cpu_info(cpuinfo: str | Path = "/proc/cpuinfo") -> CpuInfo:
+    """CPU model and feature flags (Linux /proc/cpuinfo; empty flags elsewhere)."""
+    model, vendor, flags = "", "", frozenset[str]()
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and not model:
+            model = value.strip()
+        elif key == "vendor_id" and not vendor:
+            vendor = value.strip()
+        elif key == "flags" and not flags:
+            flags = frozenset(value.split())
+    if not model:
+        import platform
+
+        model = platform.processor() or platform.machine() or "unknown CPU"
+    return CpuInfo(model_name=model, vendor=vendor, flags=flags, logical_cpus=os.cpu_count() or 1)
+
+
+def parse_system_info(text: str) -> dict[str, str]:
+    """``llama_print_system_info()`` ("CPU : SSE3 = 1 | AVX2 = 1 | ... |") as {feature: value}."""
+    features: dict[str, str] = {}
+    for part in text.replace("\n", "|").split("|"):
+        if "=" not in part:
+            continue
+        key, _, value = part.rpartition("=")
+        key = key.split(":")[-1].strip()  # "CPU : SSE3" -> "SSE3"
+        if key:
+            features[key] = value.strip()
+    return features
+
+
+def llama_system_info() -> str:
+    import llama_cpp
+
+    return llama_cpp.llama_print_system_info().decode("utf-8", errors="replace")
+
+
+def decide(
+    cpu_flags: frozenset[str] | set[str],
+    ggml_features: Mapping[str, str] | None,
+    env: Mapping[str, str] | None = None,
+) -> LlamaCpuSettings:
+    """The rule, pure: CPU flags and ggml's compiled features in, the setting out.
+
+    ``ggml_features`` is None when the system info could not be read; an AMX CPU is then
+    treated as unsafe (a slower decode beats a crash).
+    """
+    env = os.environ if env is None else env
+    override = env.get(ENV_OVERRIDE, "").strip().lower()
+    if override in ("0", "false", "no", "off"):
+        return LlamaCpuSettings(False, f"{ENV_OVERRIDE}={override}")
+    if override in ("1", "true", "yes", "on"):
+        return LlamaCpuSettings(True, f"{ENV_OVERRIDE}={override}")
+    cpu_amx = bool(set(cpu_flags) & AMX_FLAGS)
+    if not cpu_amx:
+        return LlamaCpuSettings(True, "no AMX on this CPU: repacked kernels kept")
+    if ggml_features is None:
+        return LlamaCpuSettings(
+            False, "AMX CPU and ggml's build features unknown: extra buffer types off (avoids AMX SIGILL)"
+        )
+    if ggml_features.get("AMX_INT8") == "1":
+        return LlamaCpuSettings(
+            False, "AMX CPU and ggml built with AMX_INT8: extra buffer types off (ggml's AMX kernels crash with SIGILL)"
+        )
+    return LlamaCpuSettings(True, "AMX CPU but ggml built without AMX kernels: repacked kernels kept")
+
+
+_installed: LlamaCpuSettings | None = None
+_install_lock = threading.Lock()
+
+
+def current_settings() -> LlamaCpuSettings:
+    """The decision for this process's CPU and loaded llama.cpp library."""
+    try:
+        features: dict[str, str] | None = parse_system_info(llama_system_info())
+    except Exception:  # an unusual build without the symbol: decide without it
+        features = None
+    return decide(read_cpu_info().flags, features)
+
+
+def install() -> LlamaCpuSettings:
+    """Apply the decision to every ``llama_cpp.Llama`` this process creates (idempotent).
+
+    ``Llama()`` builds its model params from ``llama_model_default_params()`` and exposes no
+    ``use_extra_bufts`` argument, so the default itself is wrapped. Wrapping the default (not one
+    call site) also covers models loaded by llama-cpp-python's own server and by pipecat.
+    """
+    global _installed
+    with _install_lock:
+        if _installed is not None:
+            return _installed
+        import llama_cpp.llama_cpp as C
+
+        settings = current_settings()
+        original = C.llama_model_default_params
+        if not settings.use_extra_bufts:
+            if "use_extra_bufts" not in {f[0] for f in C.llama_model_params._fields_}:
+                from ..errors import ConfigError
+
+                raise ConfigError(
+                    f"llama-cpp-python {getattr(__import__('llama_cpp'), '__version__', '?')} cannot switch off "
+                    "llama.cpp's AMX kernels, which crash on this CPU; upgrade it: pip install -U 'llama-cpp-python>=0.3.36'"
+                )
+
+            def default_params():  # -> llama_model_params
+                params = original()
+                params.use_extra_bufts = False
+                return params
+
+            # llama.py calls it through the llama_cpp.llama_cpp module; the package re-exports it too.
+            C.llama_model_default_params = default_params
+            import llama_cpp
+
+            llama_cpp.llama_model_default_params = default_params
+        log.info("llama.cpp CPU kernels: use_extra_bufts=%s (%s)", settings.use_extra_bufts, settings.reason)
+        _installed = settings
+        return settings
