@@ -34,7 +34,8 @@ for _ in range(3):
         llm.eval([tok])
     ms = (time.perf_counter_ns() - t0) / 1e6 / n
     best = ms if best is None else min(best, ms)
-print(json.dumps({"model": name, "threads": threads, "extra_bufts": settings.use_extra_bufts, "ms_per_token": round(best, 2)}))
+res = {"model": name, "threads": threads, "extra_bufts": settings.use_extra_bufts, "ms_per_token": round(best, 2)}
+print(json.dumps(res))
 """
 
 MODELS = ["gemma-3-270m-q4_k_m", "qwen2.5-coder-0.5b-instruct-q4_k_m", "qwen2.5-coder-1.5b-instruct-q4_k_m"]

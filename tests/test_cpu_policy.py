@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -67,7 +68,7 @@ def test_install_applies_the_decision_to_real_model_params():
             [sys.executable, "-c", code],
             capture_output=True,
             text=True,
-            env={**__import__("os").environ, ENV_OVERRIDE: flag},
+            env={**os.environ, ENV_OVERRIDE: flag},
         )
         assert out.returncode == 0, out.stderr
         assert out.stdout.split() == expected.split()
