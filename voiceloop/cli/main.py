@@ -9,6 +9,9 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import VoiceloopError
+from . import supervise
+
+SUPERVISED = frozenset({"profile", "assistant", "serve", "bench"})
 
 
 def _configure_logging(level: str, log_file: str | None) -> None:
@@ -20,7 +23,7 @@ def _configure_logging(level: str, log_file: str | None) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import assistant_cmd, bench_cmd, models_cmd, profile_cmd, serve_cmd
+    from . import assistant_cmd, bench_cmd, doctor_cmd, models_cmd, profile_cmd, serve_cmd
 
     p = argparse.ArgumentParser(prog="voiceloop", description="Realtime voice agents, every millisecond shown.")
     p.add_argument("--log-level", default="warning", help="debug, info, warning (default), error")
@@ -31,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cmd.add_parser(sub)
     assistant_cmd.add_parser(sub)
     bench_cmd.add_parser(sub)
+    doctor_cmd.add_parser(sub)
     return p
 
 
@@ -38,6 +42,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.log_level, args.log_file)
+    if argv is None and args.command in SUPERVISED and not os.environ.get(supervise.CHILD_ENV):
+        # From the command line, the commands that load native engines run in a child so that a
+        # crash (SIGILL on an AMX Xeon, SIGSEGV) becomes one readable message.
+        return supervise.run_supervised(sys.argv[1:])
+    supervise.enable_crash_dump()
     try:
         return int(args.func(args) or 0)
     except VoiceloopError as exc:
