@@ -86,7 +86,7 @@ def test_main_command_turns_a_crash_at_the_first_decode_into_one_message(tmp_pat
         "        os.kill(os.getpid(), signal.SIGILL)\n"
         "    llama_cpp.Llama.eval = _amx_like_crash\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "VOICELOOP_AUTOTUNE": "0"}
     proc = subprocess.run([VOICELOOP, "profile"], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 3, proc.stderr
     assert "voiceloop: error: the LLM (llama.cpp) crashed with SIGILL (illegal instruction)" in proc.stderr

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.machine import whisper_threads
 from ..errors import ModelNotFoundError
 from .streaming import norm_word
 
@@ -36,9 +37,10 @@ class WhisperOptions:
     model: str | None = None
     """A CTranslate2 Whisper directory; None = the embedded tiny.en."""
     compute_type: str = "int8"
-    cpu_threads: int = 1
-    """One thread: tiny.en's decoder steps are too small to split (measured 3.2 ms a token on one
-    thread, 5.0 on two), and the other core stays free for the LLM and TTS."""
+    cpu_threads: int | None = None
+    """None = this machine's measured choice (``voiceloop doctor --tune``), else one thread: on a 2-core
+    EPYC tiny.en's decoder steps are too small to split (3.2 ms a token on one thread, 5.0 on two), and
+    the other core stays free for the LLM and TTS."""
     beam_size: int = 1
     min_window_frames: int = 700
     """Smallest mel window (7 s). Shorter windows save encoder time and cross-attention (on the
@@ -125,7 +127,10 @@ class WhisperASR:
         from faster_whisper.tokenizer import Tokenizer
 
         self.model = WhisperModel(
-            str(p), device="cpu", compute_type=self.options.compute_type, cpu_threads=self.options.cpu_threads
+            str(p),
+            device="cpu",
+            compute_type=self.options.compute_type,
+            cpu_threads=self.options.cpu_threads or whisper_threads(),
         )
         self.model_path = p
         self._tokenizer = Tokenizer(

@@ -12,6 +12,27 @@ from ..errors import VoiceloopError
 from . import supervise
 
 SUPERVISED = frozenset({"profile", "assistant", "serve", "bench"})
+AUTOTUNED = frozenset({"profile", "assistant", "serve"})
+
+
+def _first_run_tune(args: argparse.Namespace) -> None:
+    """The first run on a machine measures engine threads once (VOICELOOP_AUTOTUNE=0 skips it)."""
+    from ..core.machine import load_profile
+
+    if os.environ.get("VOICELOOP_AUTOTUNE", "1") == "0" or getattr(args, "llm_url", None) or load_profile() is not None:
+        return
+    from ..doctor.tune import tune_and_save
+    from ..models.registry import default_model, model_path
+
+    try:
+        llm = getattr(args, "llm", None) or str(model_path(default_model("llm")))
+    except VoiceloopError:
+        return  # the command itself reports the missing model
+    print(
+        "voiceloop: first run on this machine: measuring engine threads (once; `voiceloop doctor --tune` redoes it)",
+        file=sys.stderr,
+    )
+    tune_and_save(report=lambda line: print(line, file=sys.stderr), llm_models=[llm])
 
 
 def _configure_logging(level: str, log_file: str | None) -> None:
@@ -47,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # crash (SIGILL on an AMX Xeon, SIGSEGV) becomes one readable message.
         return supervise.run_supervised(sys.argv[1:])
     supervise.enable_crash_dump()
+    if args.command in AUTOTUNED:
+        _first_run_tune(args)
     try:
         return int(args.func(args) or 0)
     except VoiceloopError as exc:

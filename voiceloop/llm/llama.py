@@ -37,11 +37,12 @@ SpeculativeMode = Literal["none", "prompt_lookup", "draft"]
 @dataclass(frozen=True, slots=True)
 class LlamaOptions:
     model: str | None = None
-    """A GGUF file; None = the embedded Gemma 3 270M Q4_K_M."""
+    """A GGUF file; None = the catalog's default LLM (models/catalog.toml)."""
     n_ctx: int = 2048
-    n_threads: int = 1
-    """Decode threads. A 270M model decodes as fast on one core as on two (memory-bound),
-    and one thread leaves the other core to TTS, ASR and VAD running at the same time."""
+    n_threads: int | None = None
+    """Decode threads; None = this machine's measured choice for the model (``voiceloop doctor --tune``,
+    voiceloop.core.machine). A 270M model decodes as fast on one EPYC core as on two (memory-bound), a
+    0.5B one does not; one thread, where it is enough, leaves the other core to TTS, ASR and VAD."""
     n_threads_batch: int = 2
     """Prompt-evaluation threads (compute-bound: both cores help)."""
     n_batch: int = 256
@@ -68,16 +69,19 @@ class LlamaBackend(LLMBackend):
         self.options = o = options or LlamaOptions()
         path = o.model
         if path is None:
-            from ..models.registry import model_path
+            from ..models.registry import default_model, model_path
 
-            path = str(model_path("gemma-3-270m-q4_k_m"))
+            path = str(model_path(default_model("llm")))
         if not Path(path).is_file():
             raise ModelNotFoundError(f"GGUF model not found: {path}")
         if o.speculative not in ("none", "prompt_lookup", "draft"):
             raise ConfigError(f"speculative must be none, prompt_lookup or draft, not {o.speculative!r}")
         if o.speculative == "draft" and not o.draft_model:
             raise ConfigError("speculative='draft' needs draft_model: a smaller GGUF with the same tokenizer")
-        self.llm = _load(path, n_ctx=o.n_ctx, n_threads=o.n_threads, n_threads_batch=o.n_threads_batch, n_batch=o.n_batch)
+        from ..core.machine import llm_threads
+
+        self.n_threads = o.n_threads or llm_threads(path)
+        self.llm = _load(path, n_ctx=o.n_ctx, n_threads=self.n_threads, n_threads_batch=o.n_threads_batch, n_batch=o.n_batch)
         self.model_path = Path(path)
         self.draft_llm = None
         drafter: Drafter | None = None

@@ -265,6 +265,14 @@ def ensure_derived(name: str) -> Path:
     return target
 
 
+def default_model(kind: str) -> str:
+    """The catalog's default model of a kind (asr, llm, tts, vad)."""
+    for name, e in catalog().items():
+        if e.kind == kind and e.default:
+            return name
+    raise ModelNotFoundError(f"the catalog names no default {kind} model")
+
+
 def model_path(name: str) -> Path:
     """A usable path for a catalog model, or one clear error naming the install command."""
     entry = _entry(name)

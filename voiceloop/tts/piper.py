@@ -18,7 +18,8 @@ class PiperOptions:
     """A Piper voice .onnx (with its .onnx.json beside it); None = the embedded en_US-joe-medium."""
     length_scale: float | None = None
     speaker_id: int | None = None
-    threads: int = 2
+    threads: int | None = None
+    """onnxruntime intra-op threads; None = this machine's measured choice (``voiceloop doctor --tune``)."""
 
 
 class PiperTTS:
@@ -44,7 +45,9 @@ class PiperTTS:
         import onnxruntime
 
         opts = onnxruntime.SessionOptions()
-        opts.intra_op_num_threads = o.threads
+        from ..core.machine import piper_threads
+
+        opts.intra_op_num_threads = o.threads or piper_threads()
         opts.inter_op_num_threads = 1
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3
