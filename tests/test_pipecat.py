@@ -68,7 +68,8 @@ async def test_llm_service_follow_up_reuses_the_kv_cache(llm_service):
     reply = "The capital of France is Paris."
     await run_test(llm_service, frames_to_send=[_context(first, ("assistant", reply), ("user", "And of Italy?"))])
     st = llm_service.last_stats
-    assert st is not None and st.reused_tokens > 80 and st.evaluated_tokens < 25
+    # The system prompt and the first exchange come from the cache; only the new turn is evaluated.
+    assert st is not None and st.reused_tokens >= 40 and st.evaluated_tokens < 25
 
 
 async def test_llm_generation_really_stops_on_interruption(llm_service):

@@ -90,7 +90,7 @@ async def _assistant(engines, args: argparse.Namespace) -> None:
     spk = Speaker(rate=out_rate, device=_dev(args.output_device))
     if not args.headphones:
         mic.gate = EchoGate(spk)
-    agent = VoiceAgent(engines=engines, options=AgentOptions(strategy=args.strategy))
+    agent = VoiceAgent(engines=engines, options=AgentOptions(strategy=args.strategy, system=args.system))
     dac: dict[int, int] = {}
     started: set[int] = set()
     replies: dict[int, list[str]] = {}

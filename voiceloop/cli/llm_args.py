@@ -3,21 +3,39 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..llm.llama import LlamaOptions
 
 
 def add_llm_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--llm", help="a GGUF model file (default: the embedded Gemma 3 270M Q4_K_M)")
+    p.add_argument(
+        "--llm",
+        help="a GGUF file or a catalog name (`voiceloop models list`); default: the catalog's default LLM, "
+        "Qwen2.5-Coder 0.5B Instruct",
+    )
     p.add_argument(
         "--speculative",
         choices=["none", "prompt_lookup", "draft"],
         default="none",
-        help="speculative decoding (lossless); draft needs --draft-model. Default none: on the embedded "
-        "Q4_K_M a verify batch costs about 2 tokens, so drafting does not pay (see `voiceloop bench llm`)",
+        help="speculative decoding (lossless); draft needs --draft-model (see `voiceloop bench llm`)",
     )
-    p.add_argument("--draft-model", help="a smaller GGUF with the --llm model's tokenizer, for --speculative draft")
+    p.add_argument("--draft-model", help="a smaller GGUF (file or catalog name) with the --llm model's tokenizer")
+    p.add_argument("--system", help="the system prompt / persona (default: a prompt written for speech)")
+
+
+def resolve_model(value: str | None) -> str | None:
+    """A GGUF path, or a catalog name turned into its path (assembled on first use)."""
+    if value is None or Path(value).suffix == ".gguf" or Path(value).exists():
+        return value
+    from ..models.registry import catalog, model_path
+
+    if value in catalog():
+        return str(model_path(value))
+    return value  # the backend reports the missing file
 
 
 def llama_options(args: argparse.Namespace) -> LlamaOptions:
-    return LlamaOptions(model=args.llm, speculative=args.speculative, draft_model=args.draft_model)
+    return LlamaOptions(
+        model=resolve_model(args.llm), speculative=args.speculative, draft_model=resolve_model(args.draft_model)
+    )

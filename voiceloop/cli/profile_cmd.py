@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     for strategy in strategies:
         print(f"profiling {len(inputs)} input(s), strategy={strategy}, in real time ...", file=sys.stderr)
         spans, budgeter = asyncio.run(
-            profile_inputs(engines, inputs, strategy=strategy, budgets=budgets, separate=args.separate)
+            profile_inputs(engines, inputs, strategy=strategy, budgets=budgets, separate=args.separate, system=args.system)
         )
         report = build_report(spans, budgeter, strategy=strategy, system=system, references=references)
         reports[strategy] = report

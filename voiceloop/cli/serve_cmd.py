@@ -27,6 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..asr.whisper import WhisperOptions
     from ..io.websocket_server import BridgeOptions, BridgeServer, is_loopback
+    from ..pipeline.agent import AgentOptions
     from ..pipeline.engines import Engines
     from ..tts.piper import PiperOptions
 
@@ -37,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
         max_sessions=args.max_sessions,
         idle_timeout_s=args.idle_timeout,
         allowed_origins=tuple(args.allow_origin),
+        agent=AgentOptions(system=args.system),
     )
     if not is_loopback(args.host) and not args.token:
         # Check before loading models: the answer does not depend on them.

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import ConfigError, ModelNotFoundError
 from .backend import GenerationStats, LLMBackend
-from .prompt import ChatTemplatePrompt, Message, TranscriptPrompt
+from .prompt import ChatTemplatePrompt, Message, TranscriptPrompt, split_system
 from .speculative import (
     Drafter,
     DraftModelDrafter,
@@ -57,7 +57,9 @@ class LlamaOptions:
     draft_threads: int = 1
     prompt_format: Literal["auto", "transcript", "chat"] = "auto"
     """auto: the GGUF's chat template when it has one, else transcript-style few-shot."""
-    max_history_turns: int = 8
+    history_tokens: int | None = None
+    """Token budget for the system prompt plus history; None = ``n_ctx`` minus 512 (the user's line and
+    the reply). Older turns are dropped when the budget is exceeded."""
     history_trim_block: int = 4
     """History is cut in blocks of this many turns, so the KV cache survives most turns."""
 
@@ -137,13 +139,24 @@ class LlamaBackend(LLMBackend):
         return self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
 
     def _trim(self, history: list[Message]) -> list[Message]:
-        # Sliding by one turn would change the prompt's start every turn and void the cache;
-        # jumping by blocks keeps the prompt prefix stable for several turns at a time.
-        turns, limit, block = len(history) // 2, self.options.max_history_turns, self.options.history_trim_block
-        if turns <= limit:
-            return history
-        start = -(-(turns - limit) // block) * block
-        return history[2 * start :]
+        """The system message and as many recent turns as fit the token budget.
+
+        Sliding by one turn would change the prompt's start every turn and void the KV cache;
+        dropping whole blocks of turns, and only when the budget is exceeded, keeps the prompt
+        prefix (and its cache) stable for many turns at a time.
+        """
+        system, turns = split_system(history)
+        head = [] if system is None else [Message("system", system)]
+        o = self.options
+        budget = o.history_tokens or max(256, o.n_ctx - 512)
+        pairs, block, start = len(turns) // 2, max(1, o.history_trim_block), 0
+        while start < pairs and self._count(head + turns[2 * start :]) > budget:
+            start += block
+        return head + turns[2 * min(start, pairs) :]
+
+    def _count(self, history: list[Message]) -> int:
+        text = self.prompt.render(history, "")
+        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True))
 
     def end_of_turn_probability(self, history: list[Message], user_text: str) -> float | None:
         """P(the user's line ends here) from the model's next-token distribution.

@@ -20,6 +20,21 @@ class Message:
     content: str
 
 
+SPEECH_SYSTEM_PROMPT = (
+    "You are a helpful voice assistant. Everything you write is read aloud by a text-to-speech voice, "
+    "so answer in one or two short, plain spoken sentences: no lists, no markdown, no emoji. "
+    "Give the answer itself first, directly and correctly, without repeating the question."
+)
+"""The default persona, written for speech; replace it with ``--system`` or ``AgentOptions.system``."""
+
+
+def split_system(history: list[Message]) -> tuple[str | None, list[Message]]:
+    """A leading system message (the conversation's persona) and the turns after it."""
+    if history and history[0].role == "system":
+        return history[0].content, history[1:]
+    return None, history
+
+
 DEFAULT_PREAMBLE = (
     "The following is a conversation with a friendly voice assistant. "
     "The assistant answers in one or two short spoken sentences.\n\n"
@@ -48,7 +63,10 @@ class TranscriptPrompt:
         return self.render(history, user_text)[: -len(f"\n{self.assistant_prefix}")]
 
     def render(self, history: list[Message], user_text: str) -> str:
-        parts = [self.preamble]
+        system, history = split_system(history)
+        # A base model has no system role: the persona opens the transcript instead of its first line.
+        preamble = self.preamble if system is None else system.strip() + "\n\n" + self.preamble.split("\n\n", 1)[-1]
+        parts = [preamble]
         for m in history:
             if m.role == "user":
                 parts.append(f"{self.user_prefix} {m.content}\n")
@@ -65,14 +83,15 @@ class ChatTemplatePrompt:
     template: str
     bos_token: str = ""
     eos_token: str = ""
-    system: str = "You are a friendly voice assistant. Answer in one or two short spoken sentences."
+    system: str = SPEECH_SYSTEM_PROMPT
     stop: tuple[str, ...] = field(default_factory=tuple)
 
     def render(self, history: list[Message], user_text: str) -> str:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
+        system, history = split_system(history)
         fmt = Jinja2ChatFormatter(template=self.template, eos_token=self.eos_token, bos_token=self.bos_token)
-        msgs = [{"role": "system", "content": self.system}]
+        msgs = [{"role": "system", "content": system or self.system}]
         msgs += [{"role": m.role, "content": m.content} for m in history]
         msgs.append({"role": "user", "content": user_text})
         return fmt(messages=msgs).prompt

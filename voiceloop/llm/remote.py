@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from ..errors import VoiceloopError
 from .backend import GenerationStats, LLMBackend
-from .prompt import Message, TranscriptPrompt
+from .prompt import SPEECH_SYSTEM_PROMPT, Message, TranscriptPrompt, split_system
 
 
 class RemoteLLMError(VoiceloopError):
@@ -37,7 +37,7 @@ class RemoteOptions:
     connect_timeout_s: float = 3.0
     read_timeout_s: float = 10.0
     """Longest wait for the first byte and between streamed chunks."""
-    system: str = "You are a friendly voice assistant. Answer in one or two short spoken sentences."
+    system: str = SPEECH_SYSTEM_PROMPT
     temperature: float = 0.0
 
 
@@ -74,7 +74,8 @@ class RemoteBackend(LLMBackend):
                 "temperature": o.temperature,
                 "stream": True,
             }
-        messages = [{"role": "system", "content": o.system}]
+        system, history = split_system(history)
+        messages = [{"role": "system", "content": system or o.system}]
         messages += [{"role": m.role, "content": m.content} for m in history]
         messages.append({"role": "user", "content": user_text})
         return "/chat/completions", {

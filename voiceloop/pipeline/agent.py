@@ -78,6 +78,9 @@ class AgentOptions:
     a prompt evaluation on the critical path."""
     continuation_ms: float = 1500.0
     """Speech this soon after a committed turn's end, while its reply plays, continues that turn."""
+    system: str | None = None
+    """The persona / system prompt; None = the LLM backend's default, written for speech
+    (voiceloop.llm.prompt.SPEECH_SYSTEM_PROMPT)."""
 
 
 def _log_failure(fut: asyncio.Future[object]) -> None:
@@ -95,6 +98,11 @@ class VoiceAgent(Stage[AudioFrame, Event]):
     """One conversation. ``async for ev in agent.process(frames)``."""
 
     name = "agent"
+
+    def _context(self) -> list[Message]:
+        """What the LLM sees before the user's line: the persona, then the turns so far."""
+        head = [Message("system", self.options.system)] if self.options.system else []
+        return head + list(self.history)
 
     def __init__(
         self,
@@ -355,7 +363,7 @@ class VoiceAgent(Stage[AudioFrame, Event]):
                 self,
                 turn_id=self._turn_id,
                 audio=self._utt_audio(),
-                history=list(self.history),
+                history=self._context(),
                 held=True,
                 early_asr=early[1:] if early else None,
             )
@@ -383,7 +391,7 @@ class VoiceAgent(Stage[AudioFrame, Event]):
                 self,
                 turn_id=self._turn_id,
                 audio=self._utt_audio(),
-                history=list(self.history),
+                history=self._context(),
                 held=False,
                 asr_mode="full",
                 whole_reply=True,
@@ -460,7 +468,7 @@ class VoiceAgent(Stage[AudioFrame, Event]):
                 # Evaluate the new history now, while the user is silent: when the history is
                 # trimmed the whole prompt changes, and ~300 tokens must not wait for the next turn.
                 eng = self.engines
-                warm = asyncio.get_running_loop().run_in_executor(eng.llm_executor, eng.llm.prefill, list(self.history), "")
+                warm = asyncio.get_running_loop().run_in_executor(eng.llm_executor, eng.llm.prefill, self._context(), "")
                 warm.add_done_callback(_log_failure)
             self.budgeter.add(rec)
         await self._emit(TurnMetrics(turn_id=rec.turn_id, record=rec))
@@ -498,4 +506,4 @@ class VoiceAgent(Stage[AudioFrame, Event]):
         busy = self._job is not None or (self._speaking is not None and not self._speaking.task.done())
         if self.options.prefill and interim.stable and interim.stable != self._prefilled and not busy:
             self._prefilled = interim.stable
-            await loop.run_in_executor(eng.llm_executor, eng.llm.prefill, list(self.history), interim.stable)
+            await loop.run_in_executor(eng.llm_executor, eng.llm.prefill, self._context(), interim.stable)

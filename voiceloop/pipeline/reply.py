@@ -20,6 +20,7 @@ from ..core.frames import AudioFrame
 from ..llm.backend import GenerationStats
 from ..llm.prompt import Message
 from ..tts.clauses import ClauseSplitter
+from ..tts.speech_text import MarkupFilter, speakable
 
 if TYPE_CHECKING:
     from .agent import VoiceAgent
@@ -164,6 +165,7 @@ class ReplyJob:
         clauses: asyncio.Queue[str | None] = asyncio.Queue(maxsize=16)
         speaker = asyncio.create_task(self._speak(clauses))
         splitter = ClauseSplitter(self.agent.options.clauses)
+        markup = MarkupFilter()  # markdown and emoji never reach the clause splitter or the TTS
         parts: list[str] = []
         try:
             while (item := await tokens.get()) is not None:
@@ -171,14 +173,16 @@ class ReplyJob:
                 self.marks.setdefault("first_token", t)
                 parts.append(piece)
                 if not self.whole_reply:
-                    for clause in splitter.feed(piece):
+                    for clause in splitter.feed(markup.feed(piece)):
                         if "first_clause" not in self.marks:
                             self.marks["first_clause"] = self._now()
                             self.llm_gate.clear()
                         await clauses.put(clause)
             self.reply_text = "".join(parts).strip()
             # The conventional path only starts speaking once the whole reply exists.
-            rest = splitter.feed(self.reply_text + " ") if self.whole_reply else []
+            rest = splitter.feed(markup.feed(self.reply_text) + markup.flush() + " ") if self.whole_reply else []
+            if not self.whole_reply:
+                rest = splitter.feed(markup.flush())
             tail = splitter.flush()
             for clause in [*rest, *([tail] if tail else [])]:
                 self.marks.setdefault("first_clause", self._now())
@@ -198,7 +202,7 @@ class ReplyJob:
             if self.stop.is_set():
                 break
 
-            def synth(c: str = clause) -> list[np.ndarray]:
+            def synth(c: str = speakable(clause)) -> list[np.ndarray]:
                 return list(eng.tts.synthesize(c, stop=self.stop))
 
             chunks = await loop.run_in_executor(eng.tts_executor, synth)

@@ -28,6 +28,7 @@ from ..core.clock import DEFAULT_CLOCK, Clock
 from ..core.events import ReplyAudio, TurnMetrics
 from ..core.frames import AudioFrame
 from ..metrics.budget import STAGES, Budgets, LatencyBudgeter, TurnRecord, percentiles
+from ..metrics.repetition import repetition
 from ..metrics.wer import wer
 from ..pipeline.agent import AgentOptions, Strategy, VoiceAgent
 from ..pipeline.engines import Engines
@@ -94,6 +95,7 @@ async def profile_inputs(
     budgets: Budgets | None = None,
     separate: bool = False,
     clock: Clock = DEFAULT_CLOCK,
+    system: str | None = None,
 ) -> tuple[list[InputSpan], LatencyBudgeter]:
     budgeter = LatencyBudgeter(budgets or Budgets())
     vad = SileroVAD(engines.vad_model)
@@ -104,7 +106,9 @@ async def profile_inputs(
     groups = [[x] for x in loaded] if separate else [loaded]
     lags: list[float] = []
     for group in groups:
-        agent = VoiceAgent(engines=engines, options=AgentOptions(strategy=strategy), budgeter=budgeter, clock=clock)
+        agent = VoiceAgent(
+            engines=engines, options=AgentOptions(strategy=strategy, system=system), budgeter=budgeter, clock=clock
+        )
         spans = [g[0] for g in group]
         turn_span: dict[int, InputSpan] = {}
         async for ev in agent.process(_paced_frames(group, clock)):
@@ -239,6 +243,10 @@ def build_report(
         "committed": sum(1 for t in answered if t.get("preemption") in ("committed", "restarted")),
         "input_lag_ms": budgeter.input_lag,
     }
+    rep = repetition([t["transcript"] or "" for t in answered], [t["reply"] or "" for t in answered])
+    summary["replies"] = {"n": rep.replies, "distinct": rep.distinct, "repeats": len(rep.repeats)}
+    for i in rep.repeats:
+        answered[i]["repeat"] = True
     refd = [t for t in turns if "reference" in t]
     if refd:
         summary["wer"] = wer([t["reference"] for t in refd], [t["transcript"] for t in refd])
@@ -278,6 +286,9 @@ def format_table(report: dict[str, Any]) -> str:
         f"p95 {f(v['p95'])} max {f(v['max'])}  cut-ins {s['cut_ins']}  preemptions {s['preemptions']} "
         f"(discarded {s['discarded']})" + (f"  WER {s['wer']:.3f}" if "wer" in s else "")
     )
+    if "replies" in s:
+        r = s["replies"]
+        lines.append(f"replies: {r['distinct']} distinct of {r['n']}, {r['repeats']} copied an earlier reply")
     lag = s.get("input_lag_ms") or {}
     if lag.get("p50") is not None:
         lines.append(

@@ -61,7 +61,12 @@ class ClauseSplitter:
             limit = o.first_max_words if first else o.max_words
             complete = list(_WORD.finditer(buf))  # words already followed by a space
             if len(complete) >= limit:
-                cut = complete[limit - 1].end()
+                idx = limit - 1
+                # Never cut right after a number: its unit or scale ("1,250 km", "3 million") follows.
+                while idx < len(complete) and any(ch.isdigit() for ch in complete[idx].group()):
+                    idx += 1
+                if idx < len(complete):
+                    cut = complete[idx].end()
         if cut is None:
             return None
         clause, self._buf = buf[:cut].strip(), buf[cut:]
