@@ -15,6 +15,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     path = msub.add_parser("path", help="print a usable path for a model (assembles the Gemma GGUF once)")
     path.add_argument("name")
     path.set_defaults(func=_path)
+    pull = msub.add_parser("pull", help="fetch a catalog model whose source is the Hugging Face hub (resumable, sha256)")
+    pull.add_argument("name")
+    pull.set_defaults(func=_pull)
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -27,4 +30,13 @@ def _list(args: argparse.Namespace) -> int:
 
 def _path(args: argparse.Namespace) -> int:
     print(model_path(args.name))
+    return 0
+
+
+def _pull(args: argparse.Namespace) -> int:
+    import sys
+
+    from ..models.pull import pull
+
+    print(pull(args.name, progress=sys.stderr.isatty()))
     return 0

@@ -42,6 +42,10 @@ def machine_key() -> str:
 
 
 def profile_path() -> Path:
+    """``$VOICELOOP_MACHINE_PROFILE``, else ``$VOICELOOP_HOME/machine.json``."""
+    explicit = os.environ.get("VOICELOOP_MACHINE_PROFILE")
+    if explicit:
+        return Path(explicit)
     home = os.environ.get("VOICELOOP_HOME") or Path.home() / ".cache" / "voiceloop"
     return Path(home) / "machine.json"
 

@@ -72,10 +72,20 @@ def _catalog_text() -> str:
     return repo.read_text()
 
 
-@lru_cache(maxsize=1)
 def catalog() -> dict[str, CatalogEntry]:
-    data = tomllib.loads(_catalog_text())
-    return {m["name"]: CatalogEntry(**{**m, "chunks": tuple(m.get("chunks", ()))}) for m in data["model"]}
+    """The packaged catalog, plus ``$VOICELOOP_CATALOG`` (a user's own TOML of extra models), if set."""
+    return _catalog(os.environ.get("VOICELOOP_CATALOG", ""))
+
+
+@lru_cache(maxsize=4)
+def _catalog(extra: str) -> dict[str, CatalogEntry]:
+    models = tomllib.loads(_catalog_text())["model"]
+    if extra:
+        try:
+            models += tomllib.loads(Path(extra).read_text()).get("model", [])
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ModelNotFoundError(f"cannot read VOICELOOP_CATALOG={extra}: {exc}") from None
+    return {m["name"]: CatalogEntry(**{**m, "chunks": tuple(m.get("chunks", ()))}) for m in models}
 
 
 def _entry(name: str) -> CatalogEntry:

@@ -1,0 +1,93 @@
+"""The instruction-tuned default: its persona, history trimmed by tokens, answers that stay sane."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from voiceloop.llm.prompt import SPEECH_SYSTEM_PROMPT, ChatTemplatePrompt, Message, TranscriptPrompt
+from voiceloop.metrics.repetition import repetition
+from voiceloop.models import catalog
+
+QUESTIONS = Path(__file__).resolve().parents[1] / "examples" / "questions" / "questions.json"
+
+QWEN_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def test_default_llm_is_instruction_tuned_and_pinned():
+    llms = [e for e in catalog().values() if e.kind == "llm" and e.default]
+    assert len(llms) == 1 and llms[0].name.startswith("qwen2.5-coder") and "instruct" in llms[0].name
+    for e in catalog().values():
+        if e.chunks:
+            assert e.sha256 and len(e.sha256) == 64 and e.provenance
+
+
+def test_system_message_replaces_the_default_persona():
+    p = ChatTemplatePrompt(template=QWEN_TEMPLATE)
+    default = p.render([], "Hi.")
+    assert SPEECH_SYSTEM_PROMPT in default
+    custom = p.render([Message("system", "You are Captain Hook.")], "Hi.")
+    assert "Captain Hook" in custom and SPEECH_SYSTEM_PROMPT not in custom and custom.count("<|im_start|>system") == 1
+    t = TranscriptPrompt().render(
+        [Message("system", "You are Captain Hook."), Message("user", "a"), Message("assistant", "b")], "c"
+    )
+    assert t.startswith("You are Captain Hook.\n\nUser: Hi, how are you today?") and t.endswith("User: c\nAssistant:")
+
+
+def test_repetition_flags_copies_not_repeated_questions():
+    users = ["Where are you from?", "What's the weather?", "Where are you from?", "What is two plus two?"]
+    replies = ["I'm from the United States.", "I'm from the United States.", "I'm from the United States.", "Four."]
+    rep = repetition(users, replies)
+    assert rep.repeats == (1,) and rep.distinct == 2 and rep.replies == 4
+
+
+@pytest.mark.models
+def test_persona_reaches_the_model(engines):
+    backend = engines.llm
+    tokens = backend._tokens([Message("system", "You are a pirate named Bob.")], "Who are you?")
+    text = backend.llm.detokenize(tokens, special=True).decode()
+    assert "pirate named Bob" in text and SPEECH_SYSTEM_PROMPT not in text
+
+
+@pytest.mark.models
+def test_history_is_trimmed_by_tokens_in_blocks_keeping_the_system(engines):
+    backend = engines.llm
+    saved = backend.options
+    try:
+        backend.options = dataclasses.replace(saved, history_tokens=300, history_trim_block=2)
+        turns = []
+        for i in range(40):
+            turns += [
+                Message("user", f"Tell me fact number {i} about the sea."),
+                Message("assistant", f"Fact {i}: it is salty."),
+            ]
+        system = [Message("system", "Be brief.")]
+        kept = backend._trim(system + turns)
+        assert kept[0] == system[0]
+        assert backend._count(kept) <= 300
+        dropped_pairs = (len(turns) - (len(kept) - 1)) // 2
+        assert dropped_pairs > 0 and dropped_pairs % 2 == 0  # whole blocks only
+    finally:
+        backend.options = saved
+
+
+@pytest.mark.models
+def test_a_long_conversation_does_not_copy_earlier_answers(engines):
+    """24 different questions as one conversation through the real default model: no reply is a copy."""
+    qs = json.loads(QUESTIONS.read_text())["questions"][:24]
+    history: list[Message] = []
+    users, replies = [], []
+    for q in qs:
+        reply = "".join(engines.llm.stream(history, q["text"], max_tokens=40)).strip()
+        users.append(q["text"])
+        replies.append(reply)
+        history += [Message("user", q["text"]), Message("assistant", reply)]
+    rep = repetition(users, replies)
+    assert rep.repeats == (), list(zip(users, replies, strict=True))
+    assert rep.distinct == len(qs)
