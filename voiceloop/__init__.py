@@ -1,5 +1,14 @@
 """voiceloop: realtime voice agents on a CPU, every millisecond shown."""
 
+import os as _os
+
+# CTranslate2 (Whisper) starts an OpenMP team of the default size for some steps even with cpu_threads=1,
+# and its idle worker then spins for 50-100 ms: the LLM's prompt evaluation right after the final ASR pass
+# ran ~30 % slower (8 tokens on Qwen 1.5B: 135 ms instead of 104, AMD EPYC, 2 cores). llama.cpp and
+# onnxruntime size their thread pools explicitly, so one OpenMP thread by default costs them nothing.
+# Set before any engine library loads; a user's own setting wins.
+_os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 from ._version import __version__
 from .asr.streaming import StablePrefixTracker
 from .asr.whisper import WhisperASR, WhisperOptions

@@ -10,6 +10,7 @@ measured points, and is then evaluated for realistic pairs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import statistics
@@ -52,7 +53,8 @@ class LLMBenchOptions:
     max_tokens: int = 48
     repeats: int = 2
     limit: int | None = None
-    n_threads: int = 1
+    n_threads: int | None = None
+    """Decode threads; None = the machine profile's choice for the target (voiceloop.core.machine)."""
     n_threads_batch: int = 2
 
 
@@ -206,8 +208,12 @@ def run_llm_bench(opts: LLMBenchOptions, *, progress: Callable[[str], None] | No
     from ..models.registry import model_path
 
     say = progress or (lambda _msg: None)
-    target = opts.target or str(model_path("gemma-3-270m-f32"))
-    draft = opts.draft or str(model_path("gemma-3-270m-q4_k_m"))
+    from ..cli.llm_args import resolve_model
+    from ..core.machine import llm_threads
+
+    target = resolve_model(opts.target) or str(model_path("gemma-3-270m-f32"))
+    draft = resolve_model(opts.draft) or str(model_path("gemma-3-270m-q4_k_m"))
+    opts = dataclasses.replace(opts, n_threads=opts.n_threads or llm_threads(target))
     backend = LlamaBackend(
         LlamaOptions(
             model=target,
@@ -215,7 +221,7 @@ def run_llm_bench(opts: LLMBenchOptions, *, progress: Callable[[str], None] | No
             draft_model=draft,
             n_threads=opts.n_threads,
             n_threads_batch=opts.n_threads_batch,
-            prompt_format="transcript",
+            prompt_format="auto",  # chat template when the target has one (Qwen), else the transcript
         )
     )
     assert backend.draft_llm is not None
@@ -282,7 +288,7 @@ def _followup_ttfts(convs: list[dict[str, Any]], opts: LLMBenchOptions) -> list[
     The previous turn is generated in place, so the KV cache holds the conversation as a live
     call leaves it; then the next user line is timed.
     """
-    backend = LlamaBackend(LlamaOptions(n_threads=opts.n_threads, n_threads_batch=opts.n_threads_batch))
+    backend = LlamaBackend(LlamaOptions(n_threads_batch=opts.n_threads_batch))
     out = []
     for conv in convs:
         if not conv.get("followup"):

@@ -18,6 +18,10 @@ class GenerationStats:
     reused_tokens: int = 0
     """Prompt tokens served from the KV cache (not evaluated again)."""
     evaluated_tokens: int = 0
+    prompt_ms: float = 0.0
+    """Preparing and evaluating the prompt's new tokens (part of ``ttft_ms``)."""
+    wait_ms: float = 0.0
+    """Waiting for the model (another call held it) before ``ttft_ms`` starts."""
     ttft_ms: float = 0.0
     decode_tokens: int = 0
     decode_ms: float = 0.0
@@ -64,3 +68,8 @@ class LLMBackend(ABC):
 
     def prefill(self, history: list[Message], user_text: str) -> None:  # noqa: B027 - optional
         """Evaluate a partial prompt ahead of time (KV cache warm-up); optional."""
+
+    def yield_to_reply(self) -> None:  # noqa: B027 - optional
+        """A reply is about to be generated: cut short background work (prefill) at its next step.
+
+        Called from the event loop, so it only sets a flag; thread-safe."""

