@@ -74,7 +74,7 @@ def cmd_synth(args: argparse.Namespace) -> None:
             name = f"{q['id']}-espeak-{voice.replace('+', '-')}.wav"
             subprocess.run(["espeak-ng", "-v", voice, "-s", "165", "-w", str(out / name), q["text"]], check=True)
             manifest.append((name, q["text"]))
-    (out / "manifest.tsv").write_text("".join(f"{n}\t{t}\n" for n, t in manifest))
+    (out / "manifest.tsv").write_text("file\ttranscript\n" + "".join(f"{n}\t{t}\n" for n, t in manifest))
     print(f"{len(manifest)} clips in {out} (manifest.tsv for `voiceloop profile --reference`)")
 
 

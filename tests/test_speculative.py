@@ -171,6 +171,22 @@ def test_draft_policy_adapts_and_pauses_when_drafting_does_not_pay():
     assert p.next_k() == 1
 
 
+def test_draft_policy_pause_carries_over_into_the_next_reply():
+    """A losing probe in one reply keeps the next reply on plain steps (probing again costs)."""
+    p = DraftPolicy(k_init=2, min_rounds=2, pause_tokens=8)
+    p.update(drafted=0, accepted=0, produced=1, ms=30.0)
+    while p.next_k() > 0:
+        p.update(drafted=2, accepted=0, produced=1, ms=45.0)
+    p.new_reply()
+    assert p.next_k() == 0 and p.paused_for == 8
+    for _ in range(8):
+        p.update(drafted=0, accepted=0, produced=1, ms=30.0)
+    assert p.next_k() > 0  # probed again once the pause has run out
+    while p.next_k() > 0:
+        p.update(drafted=2, accepted=0, produced=1, ms=45.0)
+    assert p.paused_for == 16  # and the next pause is twice as long
+
+
 def test_draft_policy_keeps_drafting_while_it_pays():
     p = DraftPolicy(k_init=2, min_rounds=2)
     p.update(drafted=0, accepted=0, produced=1, ms=30.0)

@@ -158,7 +158,7 @@ class DraftPolicy:
     k_min: int = 1
     min_rounds: int = 3
     pause_tokens: int = 8
-    max_pause_tokens: int = 64
+    max_pause_tokens: int = 256
     alpha: float = 0.25
     k: int = field(init=False)
     plain_ms: float = field(init=False, default=0.0)
@@ -172,9 +172,10 @@ class DraftPolicy:
         self.pause_len = self.pause_tokens
 
     def new_reply(self) -> None:
-        # Whether drafting pays depends on the reply (a read-back or not): look again each time.
-        # The draft length carries over: acceptance is mostly a property of the pair.
-        self.paused_for = 0
+        # A pause carries over into the next reply and doubles after every losing probe (up to
+        # max_pause_tokens): re-probing at the start of every reply cost a whole conversation up to
+        # x0.33 when drafting never paid (a short reply is mostly probe). Only the probe's running
+        # average restarts. The draft length carries over too: acceptance is mostly a property of the pair.
         self.spec_rounds = 0
         self.spec_ms = 0.0
 

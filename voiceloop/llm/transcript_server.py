@@ -40,6 +40,9 @@ def register() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from .cpu_policy import install
+
+    install()  # the server's own Llama() gets the AMX-safe kernels too
     name = register()
     args = list(sys.argv[1:] if argv is None else argv)
     if "--chat_format" not in args:

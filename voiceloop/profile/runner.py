@@ -180,10 +180,20 @@ def _cpu_name() -> str:
 
 def load_references(path: Path) -> dict[str, str]:
     """file name -> transcript, from a manifest.tsv (file, ..., transcript) or a JSON object."""
-    if path.suffix == ".json":
-        return {Path(k).name: v for k, v in json.loads(path.read_text()).items()}
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
+    from ..errors import ConfigError
+
+    try:
+        if path.suffix == ".json":
+            return {Path(k).name: v for k, v in json.loads(path.read_text()).items()}
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f, delimiter="\t"))
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"cannot read the reference manifest {path}: {exc}") from None
+    if rows and not {"file", "transcript"} <= set(rows[0]):
+        raise ConfigError(
+            f"reference manifest {path} needs a header line with the columns 'file' and 'transcript' "
+            f"(tab-separated); it has {', '.join(repr(k) for k in rows[0])}"
+        )
     return {Path(r["file"]).name: r["transcript"] for r in rows}
 
 
