@@ -25,9 +25,13 @@ def _first_run_tune(args: argparse.Namespace) -> None:
     from ..models.registry import default_model, model_path
 
     try:
-        llm = getattr(args, "llm", None) or str(model_path(default_model("llm")))
+        from .llm_args import resolve_model
+
+        llm = resolve_model(getattr(args, "llm", None)) or str(model_path(default_model("llm")))
     except VoiceloopError:
         return  # the command itself reports the missing model
+    if not os.path.isfile(llm):
+        return  # likewise
     print(
         "voiceloop: first run on this machine: measuring engine threads (once; `voiceloop doctor --tune` redoes it)",
         file=sys.stderr,

@@ -76,7 +76,9 @@ def run(args: argparse.Namespace) -> int:
         spans, budgeter = asyncio.run(
             profile_inputs(engines, inputs, strategy=strategy, budgets=budgets, separate=args.separate, system=args.system)
         )
-        report = build_report(spans, budgeter, strategy=strategy, system=system, references=references)
+        report = build_report(
+            spans, budgeter, strategy=strategy, system=system, references=references, separate=args.separate
+        )
         reports[strategy] = report
         print(format_table(report))
         print()

@@ -29,7 +29,7 @@ from ..core.events import ReplyAudio, TurnMetrics
 from ..core.frames import AudioFrame
 from ..metrics.budget import STAGES, Budgets, LatencyBudgeter, TurnRecord, percentiles
 from ..metrics.repetition import repetition
-from ..metrics.wer import wer
+from ..metrics.wer import normalize, wer
 from ..pipeline.agent import AgentOptions, Strategy, VoiceAgent
 from ..pipeline.engines import Engines
 
@@ -204,7 +204,9 @@ def build_report(
     strategy: str,
     system: dict[str, Any],
     references: dict[str, str] | None = None,
+    separate: bool = False,
 ) -> dict[str, Any]:
+    """``separate``: each input was its own conversation (no reply can copy another conversation's)."""
     budgets = budgeter.budgets
     turns = []
     for span in spans:
@@ -253,10 +255,17 @@ def build_report(
         "committed": sum(1 for t in answered if t.get("preemption") in ("committed", "restarted")),
         "input_lag_ms": budgeter.input_lag,
     }
-    rep = repetition([t["transcript"] or "" for t in answered], [t["reply"] or "" for t in answered])
-    summary["replies"] = {"n": rep.replies, "distinct": rep.distinct, "repeats": len(rep.repeats)}
-    for i in rep.repeats:
-        answered[i]["repeat"] = True
+    groups = [[t] for t in answered] if separate else [answered]
+    reps = [(g, repetition([t["transcript"] or "" for t in g], [t["reply"] or "" for t in g])) for g in groups]
+    distinct = {tuple(normalize(t["reply"])) for t in answered if t["reply"] and normalize(t["reply"])}
+    summary["replies"] = {
+        "n": sum(r.replies for _, r in reps),
+        "distinct": len(distinct),
+        "repeats": sum(len(r.repeats) for _, r in reps),
+    }
+    for g, r in reps:
+        for i in r.repeats:
+            g[i]["repeat"] = True
     refd = [t for t in turns if "reference" in t]
     if refd:
         summary["wer"] = wer([t["reference"] for t in refd], [t["transcript"] for t in refd])
