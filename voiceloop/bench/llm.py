@@ -188,7 +188,8 @@ def _warm_history(backend: LlamaBackend, history: list[Message], user: str) -> N
     """Put the conversation so far in both KV caches: the state of a live call before this turn."""
     full = backend._tokens(history, user)
     rendered = backend.prompt.render(backend._trim(history), user)
-    cut = rendered.rindex(getattr(backend.prompt, "user_prefix", "User:"))
+    # Everything before the user's new words (transcript "User: " or a chat template's user header).
+    cut = rendered.rindex(user) if user in rendered else rendered.rindex(getattr(backend.prompt, "user_prefix", "User:"))
     head = backend.llm.tokenize(rendered[:cut].encode(), add_bos=True, special=True)
     n = common_prefix(np.asarray(head, dtype=np.intc), full)
     for llm in (backend.llm, backend.draft_llm):
