@@ -38,17 +38,24 @@ def run_supervised(argv: Sequence[str], *, python: str | None = None) -> int:
     os.close(fd)
     env = {**os.environ, CHILD_ENV: "1", DUMP_ENV: dump_path}
     try:
-        proc = subprocess.Popen([python or sys.executable, "-m", "voiceloop", *argv], env=env)
-        # Ctrl+C reaches the child directly (same process group); the parent just keeps waiting.
-        previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        previous_term = signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGTERM))
+        # The child gets its own process group, so a signal reaches it exactly once: the parent forwards
+        # Ctrl+C (which the terminal sends to the parent's group) and a SIGINT/SIGTERM sent to the parent
+        # alone (a service manager, a test). voiceloop never reads the terminal, so a background group is fine.
+        proc = subprocess.Popen([python or sys.executable, "-m", "voiceloop", *argv], env=env, process_group=0)
+
+        def forward(signum: int, _frame: object) -> None:
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+        previous_int = signal.signal(signal.SIGINT, forward)
+        previous_term = signal.signal(signal.SIGTERM, forward)
         try:
             rc = proc.wait()
         finally:
             signal.signal(signal.SIGINT, previous_int)
             signal.signal(signal.SIGTERM, previous_term)
         if rc < 0 and -rc in (signal.SIGINT, signal.SIGTERM):
-            return 128 - rc
+            return 128 - rc  # stopped on request: the shell's convention, no crash report
         try:
             with open(dump_path, errors="replace") as f:
                 dump = f.read()
