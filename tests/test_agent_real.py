@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import numpy as np
 import pytest
+from conftest import _paced  # the tests' shared real-time frame source
 
-from voiceloop import AudioFrame, ReplyAudio, Transcript, TurnMetrics, VoiceAgent
+from voiceloop import ReplyAudio, Transcript, TurnMetrics, VoiceAgent
 from voiceloop.audio.resample import resample
 from voiceloop.core.clock import MonotonicClock
 
@@ -25,15 +24,7 @@ async def _run(engines, audio: np.ndarray):
     clock = MonotonicClock()
     agent = VoiceAgent(engines=engines, clock=clock)
     t0 = clock.now_ns()
-
-    async def frames():
-        for i in range(0, audio.shape[0] - 320 + 1, 320):
-            delay = (t0 + (i + 320) * 62_500 - clock.now_ns()) / 1e9
-            if delay > 0:
-                await asyncio.sleep(delay)
-            yield AudioFrame.from_float32(audio[i : i + 320], 16000, t0 + i * 62_500)
-
-    events = [ev async for ev in agent.process(frames())]
+    events = [ev async for ev in agent.process(_paced(audio, clock, t0))]
     return t0, events
 
 

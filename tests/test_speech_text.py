@@ -13,7 +13,6 @@ from voiceloop import AgentOptions, Engines, LLMBackend, PiperTTS, VoiceAgent
 from voiceloop.audio.files import read_audio_16k
 from voiceloop.core.clock import MonotonicClock
 from voiceloop.core.events import TurnMetrics
-from voiceloop.core.frames import AudioFrame
 from voiceloop.tts.clauses import ClauseSplitter
 from voiceloop.tts.speech_text import MarkupFilter, cardinal, ordinal, speakable, year
 
@@ -138,7 +137,7 @@ class RecordingPiper(PiperTTS):
 
 
 @pytest.mark.models
-async def test_piper_hears_words_not_markup(engines, data_dir):
+async def test_piper_hears_words_not_markup(engines, data_dir, paced_frames):
     speech = read_audio_16k(data_dir / "voice2json_would_you_please_turn_on_living_room_lamp.wav")
     audio = np.concatenate([speech, np.zeros(3 * 16000, np.float32)])
     tts = RecordingPiper()
@@ -146,17 +145,7 @@ async def test_piper_hears_words_not_markup(engines, data_dir):
     clock = MonotonicClock()
     agent = VoiceAgent(engines=eng, options=AgentOptions(prefill=False), clock=clock)
 
-    async def frames():
-        import asyncio
-
-        t0 = clock.now_ns()
-        for i in range(0, audio.shape[0] - 320 + 1, 320):
-            delay = (t0 + (i + 320) * 62_500 - clock.now_ns()) / 1e9
-            if delay > 0:
-                await asyncio.sleep(delay)
-            yield AudioFrame.from_float32(audio[i : i + 320], 16000, t0 + i * 62_500)
-
-    events = [ev async for ev in agent.process(frames())]
+    events = [ev async for ev in agent.process(paced_frames(audio, clock))]
     assert any(isinstance(e, TurnMetrics) for e in events)
     spoken = " ".join(tts.inputs)
     assert tts.inputs, "Piper was never called"

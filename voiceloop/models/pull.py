@@ -8,14 +8,13 @@ name only after its sha256 matched the catalog's pin (when the catalog pins one)
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
 from pathlib import Path
 
 from ..errors import ModelNotFoundError, VoiceloopError
-from .registry import _entry, voiceloop_home
+from .registry import _entry, _sha256, voiceloop_home
 
 log = logging.getLogger("voiceloop.models")
 
@@ -34,14 +33,6 @@ def _hub_files(source: str, kind: str) -> tuple[str, list[str]]:
     if kind == "tts" and path.endswith(".onnx"):
         files.append(path + ".json")  # a Piper voice is its .onnx plus its config
     return repo, files
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _unreachable(endpoint: str, timeout_s: float = 3.0) -> str | None:
