@@ -63,6 +63,9 @@ class LlamaOptions:
     the reply). Older turns are dropped when the budget is exceeded."""
     history_trim_block: int = 4
     """History is cut in blocks of this many turns, so the KV cache survives most turns."""
+    prefill_threads: int = 1
+    """Threads for background prefill while the user speaks: the other core is Whisper's then. The reply at the
+    turn's end, when ASR is done, uses ``n_threads`` / ``n_threads_batch``."""
     prefill_chunk: int = 4
     """Tokens per background prefill step; a reply waits at most one step."""
     copy_guard: bool = True
@@ -225,13 +228,22 @@ class LlamaBackend(LLMBackend):
             # the whole prefill (on a 1.5B model 8 tokens take ~100 ms on two cores, 4 take ~60).
             self._reply_waiting.clear()
             self.llm.n_tokens = reuse
-            for i in range(reuse, len(tokens), self.options.prefill_chunk):
-                if self._reply_waiting.is_set():
-                    log.debug("prefill cut short at %d of %d tokens: a reply is waiting", i, len(tokens))
-                    return
-                self.llm.eval(tokens[i : i + self.options.prefill_chunk])
+            self._set_threads(self.options.prefill_threads, self.options.prefill_threads)
+            try:
+                for i in range(reuse, len(tokens), self.options.prefill_chunk):
+                    if self._reply_waiting.is_set():
+                        log.debug("prefill cut short at %d of %d tokens: a reply is waiting", i, len(tokens))
+                        return
+                    self.llm.eval(tokens[i : i + self.options.prefill_chunk])
+            finally:
+                self._set_threads(self.n_threads, self.options.n_threads_batch)
             if isinstance(self.decoder.drafter, DraftModelDrafter):
                 self.decoder.drafter.prefill(tokens)
+
+    def _set_threads(self, n: int, n_batch: int) -> None:
+        import llama_cpp
+
+        llama_cpp.llama_set_n_threads(self.llm.ctx, n, n_batch)
 
     def yield_to_reply(self) -> None:
         self._reply_waiting.set()
