@@ -56,8 +56,16 @@ def _reply(backend: LlamaBackend, user: str) -> tuple[list[int], GenerationStats
     return backend.decoder.output[: st.decode_tokens + 1], st
 
 
+def _fresh_policy(backend) -> None:
+    """A new draft policy: pauses carry over replies, so one test's timing must not decide another's drafting."""
+    p = backend.decoder.policy
+    backend.decoder.policy = DraftPolicy(k_max=p.k_max, k_init=p.k_init)
+
+
 def test_greedy_output_is_identical_with_and_without_speculation(backends):
     drafted = {"prompt_lookup": 0, "draft": 0}
+    for mode in drafted:
+        _fresh_policy(backends[mode])
     for user in PROMPTS:
         ref, _ = _reply(backends["none"], user)
         for mode in ("prompt_lookup", "draft"):
@@ -71,8 +79,10 @@ def test_greedy_output_is_identical_with_and_without_speculation(backends):
 
 
 def test_draft_model_is_accepted_often_on_its_own_dequantised_target(backends):
+    b = backends["draft"]
+    _fresh_policy(b)  # acceptance is a property of the pair, not of an earlier test's pause
     st = GenerationStats()
-    "".join(backends["draft"].stream(HISTORY, PROMPTS[2], max_tokens=40, stats=st))
+    "".join(b.stream(HISTORY, PROMPTS[2], max_tokens=40, stats=st))
     assert st.drafted_tokens > 0 and st.acceptance > 0.6
 
 
