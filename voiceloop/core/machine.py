@@ -46,8 +46,9 @@ def profile_path() -> Path:
     explicit = os.environ.get("VOICELOOP_MACHINE_PROFILE")
     if explicit:
         return Path(explicit)
-    home = os.environ.get("VOICELOOP_HOME") or Path.home() / ".cache" / "voiceloop"
-    return Path(home) / "machine.json"
+    from ..models.registry import voiceloop_home
+
+    return voiceloop_home() / "machine.json"
 
 
 def load_profile() -> MachineProfile | None:

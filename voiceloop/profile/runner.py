@@ -169,13 +169,9 @@ def system_info(engines: Engines) -> dict[str, Any]:
 
 
 def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
+    from ..llm.cpu_policy import read_cpu_info
+
+    return read_cpu_info().model_name
 
 
 def load_references(path: Path) -> dict[str, str]:
