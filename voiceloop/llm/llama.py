@@ -159,7 +159,7 @@ class LlamaBackend(LLMBackend):
         system, turns = split_system(history)
         head = [] if system is None else [Message("system", system)]
         o = self.options
-        budget = o.history_tokens or max(256, o.n_ctx - 512)
+        budget = self._history_budget
         pairs, block, start = len(turns) // 2, max(1, o.history_trim_block), 0
         while start < pairs and self._count(head + turns[2 * start :]) > budget:
             start += block
@@ -178,13 +178,17 @@ class LlamaBackend(LLMBackend):
         replies = [ids(m.content) for m in self._trim(history) if m.role == "assistant"]
         return CopyGuard(replies, ids(" " + user_text.strip()))
 
+    @property
+    def _history_budget(self) -> int:
+        return self.options.history_tokens or max(256, self.options.n_ctx - 512)
+
     def _count(self, history: list[Message]) -> int:
         key = tuple(history)
         n = self._counts.get(key)
         if n is None:
             text = self.prompt.render(history, "")
             # Every token is at least one character: a short prompt fits without tokenizing it.
-            budget = self.options.history_tokens or max(256, self.options.n_ctx - 512)
+            budget = self._history_budget
             n = (
                 len(text)
                 if len(text) <= budget
