@@ -12,7 +12,7 @@ def add_llm_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--llm",
         help="a GGUF file or a catalog name (`voiceloop models list`); default: the catalog's default LLM, "
-        "Qwen2.5-Coder 0.5B Instruct",
+        "Qwen2.5-Coder 1.5B Instruct",
     )
     p.add_argument(
         "--speculative",

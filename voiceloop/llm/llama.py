@@ -26,6 +26,7 @@ from .speculative import (
     check_same_tokenizer,
     common_prefix,
     eval_prefix,
+    eval_rows,
     last_logits,
 )
 from .stops import StopMatcher
@@ -121,6 +122,7 @@ class LlamaBackend(LLMBackend):
         self._end_ids = sorted(
             {self.llm.tokenize(e.encode(), add_bos=False, special=False)[0] for e in (".", "?", "!", "\n", "\n\n")}
         )
+        self._punct_ids = sorted({self.llm.tokenize(e.encode(), add_bos=False, special=False)[0] for e in ".?!"})
         import llama_cpp
 
         vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
@@ -140,6 +142,7 @@ class LlamaBackend(LLMBackend):
         self._counts: dict[tuple[Message, ...], int] = {}
         self._reply_ids: dict[str, list[int]] = {}
         self._reply_waiting = threading.Event()
+        self._signals: dict[tuple[tuple[Message, ...], str], dict[str, float]] = {}
 
     def _piece(self, token: int) -> str:
         return self.llm.detokenize([token], special=True).decode("utf-8", errors="ignore")
@@ -244,6 +247,65 @@ class LlamaBackend(LLMBackend):
             if isinstance(self.decoder.drafter, DraftModelDrafter):
                 self.decoder.drafter.prefill(tokens)
 
+    def _split_tokens(self, history: list[Message], user_text: str) -> tuple[list[int], dict[int, str]]:
+        """The whole prompt's tokens and where the user's words end in them.
+
+        Marks: ``eom`` after the user's text as written (next token: the end-of-message one), ``punct``
+        after the text without its final . ? ! (next token: the sentence's end)."""
+        line, rest = self.prompt.split(self._trim(history), user_text)
+
+        def tok(text: str) -> list[int]:
+            return self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+
+        ids = tok(line + rest)
+        head = tok(line)
+        if not 0 < len(head) < len(ids) or ids[: len(head)] != head:
+            return ids, {}  # the template merges the text with what follows: no clean boundary
+        marks = {len(head): "eom"}
+        bare = user_text.rstrip().rstrip(".?!")
+        if bare and bare != user_text.rstrip():
+            short = tok(line[: len(line) - len(user_text)] + bare)
+            if 0 < len(short) < len(head) and ids[: len(short)] == short:
+                marks[len(short)] = "punct"
+        return ids, marks
+
+    def _reuse(self, ids: list[int], marks: dict[int, str], key: tuple[tuple[Message, ...], str]) -> int:
+        """Where evaluation of ``ids`` starts: after the cached prefix, but early enough to pass each mark
+        whose probability is not known yet, and always at least the last token (its logits)."""
+        llm = self.llm
+        reuse = min(common_prefix(llm.input_ids[: llm.n_tokens], ids), len(ids) - 1)
+        if marks and key not in self._signals:
+            reuse = min(reuse, min(marks) - 1)
+        llm.n_tokens = reuse
+        return reuse
+
+    def _eval_marked(self, ids: list[int], i: int, j: int, marks: dict[int, str], signals: dict[str, float]) -> np.ndarray:
+        """Evaluate ids[i:j] in one batch, reading the end-of-turn probability at each mark inside;
+        returns the last token's logits."""
+        inside = {m: kind for m, kind in marks.items() if i < m <= j and m < len(ids)}
+        rows = eval_rows(self.llm, ids[i:j], [m - 1 - i for m in inside])
+        for m, kind in inside.items():
+            z = rows[m - 1 - i].astype(np.float64)
+            p = np.exp(z - z.max())
+            p /= p.sum()
+            signals[kind] = float(p[ids[m]]) if kind == "eom" else float(p[self._punct_ids].sum())
+        return rows[j - 1 - i]
+
+    def _store_signals(self, key: tuple[tuple[Message, ...], str], signals: dict[str, float]) -> None:
+        if signals:
+            if len(self._signals) > 256:
+                self._signals.clear()
+            self._signals[key] = signals
+
+    def _signal_key(self, history: list[Message], user_text: str) -> tuple[tuple[Message, ...], str]:
+        return tuple(history), user_text
+
+    def turn_signals(self, history: list[Message], user_text: str) -> dict[str, float] | None:
+        """End-of-turn probabilities read while this text's prompt was evaluated, if it was: ``eom``, the
+        end-of-message token right after the user's words; ``punct``, a sentence end right after the
+        words without their final mark (absent when the text had none)."""
+        return self._signals.get(self._signal_key(history, user_text))
+
     def _set_threads(self, n: int, n_batch: int) -> None:
         import llama_cpp
 
@@ -273,7 +335,22 @@ class LlamaBackend(LLMBackend):
             out_ids: list[int] = []
             emitted = 0
             t_first = 0
-            gen = self.decoder.generate(tokens, max_tokens=max_tokens, stop=stop, stats=st)
+            first, reused = None, None
+            if not self.decoder.batched:
+                # Evaluate the prompt here, reading the end-of-turn signals on the way (free rows). Batched
+                # (speculative) decoding evaluates it itself: its kernels must match the verify batches'.
+                ids, marks = self._split_tokens(history, user_text)
+                cached = common_prefix(self.llm.input_ids[: self.llm.n_tokens], tokens)
+                if ids == tokens and len(tokens) - cached <= self.llm.n_batch:
+                    key = self._signal_key(history, user_text)
+                    reused = self._reuse(ids, marks, key)
+                    signals: dict[str, float] = {}
+                    first = self._eval_marked(ids, reused, len(ids), marks, signals)
+                    self._store_signals(key, signals)
+                    st.prompt_ms = (time.perf_counter_ns() - t0) / 1e6
+            gen = self.decoder.generate(
+                tokens, max_tokens=max_tokens, stop=stop, stats=st, first_logits=first, reused=reused
+            )
             try:
                 for token in gen:
                     now = time.perf_counter_ns()

@@ -76,6 +76,10 @@ class TranscriptPrompt:
         """The prompt up to the end of the user's words: what the turn detector scores."""
         return self.render(history, user_text)[: -len(f"\n{self.assistant_prefix}")]
 
+    def split(self, history: list[Message], user_text: str) -> tuple[str, str]:
+        """(the prompt up to the end of the user's words, the rest up to the reply)."""
+        return self.render_user_line(history, user_text), f"\n{self.assistant_prefix}"
+
     def render(self, history: list[Message], user_text: str) -> str:
         system, history = split_system(history)
         # A base model has no system role: the persona opens the transcript instead of its first line.
@@ -112,6 +116,18 @@ class ChatTemplatePrompt:
         msgs += [{"role": m.role, "content": m.content} for m in history]
         msgs.append({"role": "user", "content": user_text})
         return fmt(messages=msgs).prompt
+
+    def split(self, history: list[Message], user_text: str) -> tuple[str, str]:
+        """(the prompt up to the end of the user's words, the rest up to the reply).
+
+        The rest starts with the template's end-of-message token: its probability right after the
+        user's words is the model's belief that the user's message is over (the turn detector)."""
+        rendered = self.render(history, _SENTINEL)
+        at = rendered.rfind(_SENTINEL)
+        return rendered[:at] + user_text, rendered[at + len(_SENTINEL) :]
+
+
+_SENTINEL = "\ue000"  # a private-use character: no template or user text contains it
 
 
 @lru_cache(maxsize=8)

@@ -60,6 +60,38 @@ def eval_prefix(llm: llama_cpp.Llama, tokens: Sequence[int], *, min_eval: int = 
     return reuse
 
 
+def eval_rows(llm: llama_cpp.Llama, tokens: Sequence[int], rows: Sequence[int] = ()) -> dict[int, np.ndarray]:
+    """Evaluate ``tokens`` after the KV cache's first ``llm.n_tokens`` in one batch, returning the logits
+    of the batch rows asked for (indices into ``tokens``) and of the last one.
+
+    Reading a middle row's logits costs one more output projection, not another batch: this is how the
+    end-of-turn probability after the user's words comes free with the prompt that follows them.
+    """
+    import llama_cpp
+
+    n = len(tokens)
+    want = sorted({r for r in rows if 0 <= r < n} | {n - 1})
+    if n > llm.n_batch:
+        raise ValueError(f"{n} tokens exceed one batch ({llm.n_batch})")
+    llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)
+    b = llm._batch.batch
+    n_past = llm.n_tokens
+    b.n_tokens = n
+    for i, t in enumerate(tokens):
+        b.token[i] = t
+        b.pos[i] = n_past + i
+        b.seq_id[i][0] = 0
+        b.n_seq_id[i] = 1
+        b.logits[i] = False
+    for r in want:
+        b.logits[r] = True
+    llm._ctx.decode(llm._batch)
+    llm.input_ids[n_past : n_past + n] = tokens
+    llm.n_tokens += n
+    vocab = llm.n_vocab()
+    return {r: np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, r), shape=(vocab,)).copy() for r in want}
+
+
 class Drafter(ABC):
     """Proposes up to ``k`` tokens that continue ``context`` (prompt + committed output)."""
 
@@ -345,16 +377,25 @@ class GreedyDecoder:
         max_tokens: int,
         stop: threading.Event | None = None,
         stats: GenerationStats | None = None,
+        first_logits: np.ndarray | None = None,
+        reused: int | None = None,
     ) -> Iterator[int]:
-        """Yield the target's greedy tokens one by one; the caller stops on EOS or stop strings."""
+        """Yield the target's greedy tokens one by one; the caller stops on EOS or stop strings.
+
+        ``first_logits``: the KV cache already holds exactly ``tokens`` and these are the last one's
+        logits (the caller evaluated the prompt, ``reused`` of its tokens from the cache)."""
         st = stats if stats is not None else GenerationStats()
         llm = self.target
         st.prompt_tokens = len(tokens)
         t_eval = time.perf_counter_ns()
-        st.reused_tokens = eval_prefix(llm, tokens, min_eval=2 if self.batched else 1)
-        st.prompt_ms = (time.perf_counter_ns() - t_eval) / 1e6
+        if first_logits is not None:
+            st.reused_tokens = len(tokens) if reused is None else reused
+        else:
+            st.reused_tokens = eval_prefix(llm, tokens, min_eval=2 if self.batched else 1)
+        if first_logits is None:
+            st.prompt_ms = (time.perf_counter_ns() - t_eval) / 1e6
         st.evaluated_tokens = len(tokens) - st.reused_tokens
-        z = last_logits(llm)
+        z = first_logits if first_logits is not None else last_logits(llm)
         last = self.guard.choose([], z) if self.guard is not None else int(z.argmax())
         produced = 1
         out = self.output = [last]
