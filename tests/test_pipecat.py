@@ -175,3 +175,46 @@ async def test_observer_ignores_a_noise_blip_after_the_transcript():
     st = rec.stages_ms()
     assert st["vad"] == 200 and st["asr"] == 100 and st["llm"] == 750 and st["endpoint"] == 1000
     assert rec.v2v_ms == 1150 and rec.transcript == "what time is it" and rec.reply == "It is"
+
+
+def _pcm(audio: np.ndarray) -> bytes:
+    return (np.clip(audio, -1, 1) * 32767).astype(np.int16).tobytes()
+
+
+async def test_turn_analyzer_decides_from_the_transcript_and_sets_the_wait(engines):
+    """voiceloop's decision as pipecat's turn analyzer: a finished request ends the turn at once; a
+    sentence cut after "the" gets the long wait as this turn's stop time."""
+    from pipecat.audio.turn.base_turn_analyzer import EndOfTurnState
+
+    from voiceloop.integrations.pipecat import VoiceloopTurnAnalyzer
+
+    analyzer = VoiceloopTurnAnalyzer(asr=engines.asr, llm=engines.llm)
+    analyzer.set_sample_rate(16000)
+    tts = engines.tts
+
+    def say(text: str) -> np.ndarray:
+        pcm = np.concatenate(list(tts.synthesize(text))).astype(np.float32) / 32768.0
+        return resample(pcm, tts.sample_rate, 16000)
+
+    results = {}
+    for text in ("Would you please turn on the living room lamp?", "What time does the"):
+        audio = np.concatenate([say(text), np.zeros(3200, np.float32)])
+        for i in range(0, len(audio) - 320 + 1, 320):
+            analyzer.append_audio(_pcm(audio[i : i + 320]), is_speech=i < len(audio) - 3200)
+        state, metrics = await analyzer.analyze_end_of_turn()
+        results[text] = (state, analyzer.last_decision, analyzer._stop_ms, metrics)
+        analyzer.clear()
+    done, open_ = results["Would you please turn on the living room lamp?"], results["What time does the"]
+    assert done[0] == EndOfTurnState.COMPLETE and done[1].reason == "confident"
+    assert open_[0] == EndOfTurnState.INCOMPLETE and open_[1].reason == "unfinished"
+    assert open_[2] == open_[1].silence_ms >= 1000  # pipecat now waits the policy's silence for this turn
+    assert analyzer._stop_ms == analyzer._default_stop_ms  # reset for the next turn
+    assert 0 <= open_[3].probability < done[3].probability <= 1
+
+
+def test_a_pipecat_pipeline_with_voiceloops_turn_decision(engines):
+    build = voiceloop_services_pipeline(backend=engines.llm, voiceloop_turns=True)
+    report = asyncio.run(profile_files([LIVING_ROOM], build, strategy="pipecat-voiceloop-turns", settle_s=4.0))
+    assert report["summary"]["answered"] == 1, report["turns"]
+    t = report["turns"][0]
+    assert t["reply"] and wer(["would you please turn on the living room lamp"], [t["transcript"]]) <= 0.15

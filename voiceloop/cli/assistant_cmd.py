@@ -8,6 +8,7 @@ import signal
 import sys
 
 from .llm_args import add_llm_args, llama_options
+from .turn_args import add_turn_args, endpointing, turn_audio
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -20,6 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strategy", choices=["speculative", "sequential"], default="speculative")
     p.add_argument("--whisper", help="a CTranslate2 Whisper model directory")
     add_llm_args(p)
+    add_turn_args(p)
     p.add_argument("--voice", help="a Piper voice .onnx")
     p.set_defaults(func=run)
 
@@ -64,7 +66,10 @@ def run(args: argparse.Namespace) -> int:
     _default_rate(sd, _dev(args.output_device), "output")
     print("loading models ...", file=sys.stderr)
     engines = Engines.load(
-        whisper=WhisperOptions(model=args.whisper), llama=llama_options(args), piper=PiperOptions(model=args.voice)
+        whisper=WhisperOptions(model=args.whisper),
+        llama=llama_options(args),
+        piper=PiperOptions(model=args.voice),
+        turn_audio=turn_audio(args),
     )
     engines.warm_up()
     try:
@@ -90,7 +95,11 @@ async def _assistant(engines, args: argparse.Namespace) -> None:
     spk = Speaker(rate=out_rate, device=_dev(args.output_device))
     if not args.headphones:
         mic.gate = EchoGate(spk)
-    agent = VoiceAgent(engines=engines, options=AgentOptions(strategy=args.strategy, system=args.system))
+    agent = VoiceAgent(
+        engines=engines,
+        options=AgentOptions(strategy=args.strategy, system=args.system),
+        endpointing=endpointing(args) if args.strategy == "speculative" else None,
+    )
     dac: dict[int, int] = {}
     started: set[int] = set()
     replies: dict[int, list[str]] = {}

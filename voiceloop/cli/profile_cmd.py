@@ -11,6 +11,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..metrics.budget import Budgets
 from .llm_args import add_llm_args, llama_options
+from .turn_args import add_turn_args, endpointing, turn_audio
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,6 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budgets", default="", help='override budgets, e.g. "asr=80,v2v=300"')
     p.add_argument("--whisper", help="a CTranslate2 Whisper model directory")
     add_llm_args(p)
+    add_turn_args(p)
     p.add_argument("--voice", help="a Piper voice .onnx")
     p.add_argument("--llm-url", help="use an OpenAI-compatible server instead of the local GGUF, e.g. http://host:8080/v1")
     p.add_argument(
@@ -66,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         llama=llama_options(args),
         piper=PiperOptions(model=args.voice),
         llm=remote,
+        turn_audio=turn_audio(args),
     )
     engines.warm_up()
     system = system_info(engines)
@@ -74,7 +77,15 @@ def run(args: argparse.Namespace) -> int:
     for strategy in strategies:
         print(f"profiling {len(inputs)} input(s), strategy={strategy}, in real time ...", file=sys.stderr)
         spans, budgeter = asyncio.run(
-            profile_inputs(engines, inputs, strategy=strategy, budgets=budgets, separate=args.separate, system=args.system)
+            profile_inputs(
+                engines,
+                inputs,
+                strategy=strategy,
+                budgets=budgets,
+                separate=args.separate,
+                system=args.system,
+                endpointing=endpointing(args),
+            )
         )
         report = build_report(
             spans, budgeter, strategy=strategy, system=system, references=references, separate=args.separate

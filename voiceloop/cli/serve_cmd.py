@@ -8,6 +8,7 @@ import os
 import sys
 
 from .llm_args import add_llm_args, llama_options
+from .turn_args import add_turn_args, endpointing, turn_audio
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -20,6 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-origin", action="append", default=[], help="extra browser Origin to accept (repeatable)")
     p.add_argument("--whisper", help="a CTranslate2 Whisper model directory")
     add_llm_args(p)
+    add_turn_args(p)
     p.add_argument("--voice", help="a Piper voice .onnx")
     p.set_defaults(func=run)
 
@@ -39,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
         idle_timeout_s=args.idle_timeout,
         allowed_origins=tuple(args.allow_origin),
         agent=AgentOptions(system=args.system),
+        endpointing=endpointing(args),
     )
     if not is_loopback(args.host) and not args.token:
         # Check before loading models: the answer does not depend on them.
@@ -47,7 +50,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"refusing to listen on non-loopback address {args.host!r} without --token")
     print("loading models ...", file=sys.stderr)
     engines = Engines.load(
-        whisper=WhisperOptions(model=args.whisper), llama=llama_options(args), piper=PiperOptions(model=args.voice)
+        whisper=WhisperOptions(model=args.whisper),
+        llama=llama_options(args),
+        piper=PiperOptions(model=args.voice),
+        turn_audio=turn_audio(args),
     )
     engines.warm_up()
     server = BridgeServer(engines, options)

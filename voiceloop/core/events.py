@@ -69,6 +69,20 @@ class Interrupted(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class Announcement(Event):
+    """Something the agent said on its own (a timer or reminder), with how late its first audio was."""
+
+    type: ClassVar[str] = "announcement"
+    text: str = ""
+    due_ns: int = 0
+    first_audio_ns: int = 0
+
+    @property
+    def late_ms(self) -> float:
+        return (self.first_audio_ns - self.due_ns) / 1e6
+
+
+@dataclass(frozen=True, slots=True)
 class TurnMetrics(Event):
     """The latency record of one finished turn (see :mod:`voiceloop.metrics.budget`)."""
 

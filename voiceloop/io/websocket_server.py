@@ -36,6 +36,7 @@ from ..core.frames import AudioFrame
 from ..errors import ConfigError
 from ..pipeline.agent import AgentOptions, VoiceAgent
 from ..pipeline.engines import Engines
+from ..turn.base import EndpointingPolicy
 from .protocol import MAX_MESSAGE_BYTES, PROTOCOL_VERSION, ProtocolError, dumps, parse_hello, parse_json
 
 log = logging.getLogger("voiceloop.serve")
@@ -68,6 +69,8 @@ class BridgeOptions:
     inbox_frames: int = 250
     """Audio frames queued per session before the oldest are dropped (bounded memory)."""
     agent: AgentOptions = field(default_factory=AgentOptions)
+    endpointing: EndpointingPolicy | None = None
+    """The end-of-turn policy for every session (stateless, shared); None = the agent's default."""
 
 
 class BridgeServer:
@@ -184,7 +187,9 @@ class _Session:
             if hello is None:
                 return
             self.rate = hello.sample_rate
-            self.agent = VoiceAgent(engines=self.server.engines, options=o.agent, clock=self.server.clock)
+            self.agent = VoiceAgent(
+                engines=self.server.engines, options=o.agent, clock=self.server.clock, endpointing=o.endpointing
+            )
             await self.ws.send(
                 dumps(
                     "ready",
@@ -330,7 +335,9 @@ class _TwilioSession(_Session):
                         await self.ws.close(CLOSE_POLICY, "only audio/x-mulaw at 8000 Hz is supported")
                         return
                     self.stream_sid = start.get("streamSid") or msg.get("streamSid", "")
-                    self.agent = VoiceAgent(engines=self.server.engines, options=o.agent, clock=self.server.clock)
+                    self.agent = VoiceAgent(
+                        engines=self.server.engines, options=o.agent, clock=self.server.clock, endpointing=o.endpointing
+                    )
                     self._events = asyncio.create_task(self._send_events(), name=f"twilio-{self.id}-events")
                 elif event == "media" and self.agent is not None:
                     try:

@@ -6,6 +6,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from .prompt import Message
 
@@ -57,16 +58,25 @@ class LLMBackend(ABC):
         stop: threading.Event | None = None,
         max_tokens: int = 64,
         stats: GenerationStats | None = None,
-    ) -> Iterator[str]: ...
+        tools: list[dict[str, Any]] | None = None,
+        after: list[Message] | None = None,
+    ) -> Iterator[str]:
+        """The reply to ``user_text`` after ``history``, as text pieces.
 
-    def end_of_turn_probability(self, history: list[Message], user_text: str) -> float | None:
-        """How likely the user's line ends after ``user_text`` (a language-model turn detector).
+        ``tools``: JSON schemas (OpenAI ``tools`` entries) the model may call; a call comes back in the text
+        as ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` (voiceloop.tools.calls parses it).
+        ``after``: messages after the user's line in this turn (the assistant's calls and the ``tool``
+        results), for the follow-up once tools have answered. Both are passed only when used."""
 
-        None when the backend cannot tell; the endpointing policy then uses the text alone.
-        """
+    def turn_signals(self, history: list[Message], user_text: str) -> dict[str, float] | None:
+        """End-of-turn probabilities the model read while evaluating this prompt (``stream``): ``eom``, the
+        chat template's end-of-message token right after the user's words; ``punct``, a sentence end right
+        after the words without their final mark. None when the backend cannot tell (no logits)."""
         return None
 
-    def prefill(self, history: list[Message], user_text: str) -> None:  # noqa: B027 - optional
+    def prefill(  # noqa: B027 - optional
+        self, history: list[Message], user_text: str, tools: list[dict[str, Any]] | None = None
+    ) -> None:
         """Evaluate a partial prompt ahead of time (KV cache warm-up); optional."""
 
     def yield_to_reply(self) -> None:  # noqa: B027 - optional

@@ -25,9 +25,7 @@ from .speculative import (
     batch_invariant_size,
     check_same_tokenizer,
     common_prefix,
-    eval_prefix,
     eval_rows,
-    last_logits,
 )
 from .stops import StopMatcher
 
@@ -147,9 +145,11 @@ class LlamaBackend(LLMBackend):
     def _piece(self, token: int) -> str:
         return self.llm.detokenize([token], special=True).decode("utf-8", errors="ignore")
 
-    def _tokens(self, history: list[Message], user_text: str) -> list[int]:
+    def _tokens(
+        self, history: list[Message], user_text: str, tools: list[dict] | None = None, after: list[Message] | None = None
+    ) -> list[int]:
         history = self._trim(history)
-        text = self.prompt.render(history, user_text)
+        text = self.prompt.render(history, user_text, tools=tools, after=after)
         return self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
 
     def _trim(self, history: list[Message]) -> list[Message]:
@@ -202,30 +202,10 @@ class LlamaBackend(LLMBackend):
             self._counts[key] = n
         return n
 
-    def end_of_turn_probability(self, history: list[Message], user_text: str) -> float | None:
-        """P(the user's line ends here) from the model's next-token distribution.
-
-        Scores "User: <words>" without the ASR's final punctuation: the probability mass on
-        ".", "?", "!" and a newline is the model's belief that the sentence is over. The KV
-        cache keeps this evaluation, so the reply that follows re-evaluates only a few tokens.
-        """
-        if not isinstance(self.prompt, TranscriptPrompt):
-            return None
-        text = user_text.strip().rstrip(".?!,;: ")
-        if not text:
-            return None
-        with self.lock:
-            prompt = self.prompt.render_user_line(self._trim(history), text)
-            tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
-            eval_prefix(self.llm, tokens)
-            z = last_logits(self.llm).astype(np.float64)
-            p = np.exp(z - z.max())
-            return float(p[self._end_ids].sum() / p.sum())
-
-    def prefill(self, history: list[Message], user_text: str) -> None:
+    def prefill(self, history: list[Message], user_text: str, tools: list[dict] | None = None) -> None:
         """Evaluate the prompt of a partial transcript so the final one only adds its tail."""
         with self.lock:
-            tokens = self._tokens(history, user_text)
+            tokens = self._tokens(history, user_text, tools)
             # The last user words may still change; keep the known-good prefix only.
             tokens = tokens[:-4]
             reuse = common_prefix(self.llm.input_ids[: self.llm.n_tokens], tokens)
@@ -247,12 +227,14 @@ class LlamaBackend(LLMBackend):
             if isinstance(self.decoder.drafter, DraftModelDrafter):
                 self.decoder.drafter.prefill(tokens)
 
-    def _split_tokens(self, history: list[Message], user_text: str) -> tuple[list[int], dict[int, str]]:
+    def _split_tokens(
+        self, history: list[Message], user_text: str, tools: list[dict] | None = None
+    ) -> tuple[list[int], dict[int, str]]:
         """The whole prompt's tokens and where the user's words end in them.
 
         Marks: ``eom`` after the user's text as written (next token: the end-of-message one), ``punct``
         after the text without its final . ? ! (next token: the sentence's end)."""
-        line, rest = self.prompt.split(self._trim(history), user_text)
+        line, rest = self.prompt.split(self._trim(history), user_text, tools)
 
         def tok(text: str) -> list[int]:
             return self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
@@ -271,9 +253,11 @@ class LlamaBackend(LLMBackend):
 
     def _reuse(self, ids: list[int], marks: dict[int, str], key: tuple[tuple[Message, ...], str]) -> int:
         """Where evaluation of ``ids`` starts: after the cached prefix, but early enough to pass each mark
-        whose probability is not known yet, and always at least the last token (its logits)."""
+        whose probability is not known yet, and always at least the last token (its logits); two with a
+        drafter, so the prompt's last logits come from llama.cpp's batched kernels like its verify batches."""
         llm = self.llm
-        reuse = min(common_prefix(llm.input_ids[: llm.n_tokens], ids), len(ids) - 1)
+        min_eval = 2 if self.decoder.batched else 1
+        reuse = max(0, min(common_prefix(llm.input_ids[: llm.n_tokens], ids), len(ids) - min_eval))
         if marks and key not in self._signals:
             reuse = min(reuse, min(marks) - 1)
         llm.n_tokens = reuse
@@ -288,7 +272,13 @@ class LlamaBackend(LLMBackend):
             z = rows[m - 1 - i].astype(np.float64)
             p = np.exp(z - z.max())
             p /= p.sum()
-            signals[kind] = float(p[ids[m]]) if kind == "eom" else float(p[self._punct_ids].sum())
+            if kind == "eom":
+                signals["eom"] = float(p[ids[m]])
+                if "punct" not in marks.values():
+                    # No final mark written: P(. ? !) right here is the model's belief the sentence is over.
+                    signals["punct"] = float(p[self._punct_ids].sum())
+            else:
+                signals[kind] = float(p[self._punct_ids].sum())
         return rows[j - 1 - i]
 
     def _store_signals(self, key: tuple[tuple[Message, ...], str], signals: dict[str, float]) -> None:
@@ -302,8 +292,8 @@ class LlamaBackend(LLMBackend):
 
     def turn_signals(self, history: list[Message], user_text: str) -> dict[str, float] | None:
         """End-of-turn probabilities read while this text's prompt was evaluated, if it was: ``eom``, the
-        end-of-message token right after the user's words; ``punct``, a sentence end right after the
-        words without their final mark (absent when the text had none)."""
+        end-of-message token right after the user's words; ``punct``, a sentence end (. ? !) right after
+        the words without their final mark (where the ASR wrote none: right after the words)."""
         return self._signals.get(self._signal_key(history, user_text))
 
     def _set_threads(self, n: int, n_batch: int) -> None:
@@ -322,13 +312,15 @@ class LlamaBackend(LLMBackend):
         stop: threading.Event | None = None,
         max_tokens: int = 64,
         stats: GenerationStats | None = None,
+        tools: list[dict] | None = None,
+        after: list[Message] | None = None,
     ) -> Iterator[str]:
         st = stats if stats is not None else GenerationStats()
         t_wait = time.perf_counter_ns()
         with self.lock:
             t0 = time.perf_counter_ns()
             st.wait_ms = (t0 - t_wait) / 1e6
-            tokens = self._tokens(history, user_text)
+            tokens = self._tokens(history, user_text, tools, after)
             matcher = StopMatcher(tuple(getattr(self.prompt, "stop", ())))
             self.decoder.guard = self._guard(history, user_text) if self.options.copy_guard else None
             eos = self.llm.token_eos()
@@ -336,18 +328,16 @@ class LlamaBackend(LLMBackend):
             emitted = 0
             t_first = 0
             first, reused = None, None
-            if not self.decoder.batched:
-                # Evaluate the prompt here, reading the end-of-turn signals on the way (free rows). Batched
-                # (speculative) decoding evaluates it itself: its kernels must match the verify batches'.
-                ids, marks = self._split_tokens(history, user_text)
-                cached = common_prefix(self.llm.input_ids[: self.llm.n_tokens], tokens)
-                if ids == tokens and len(tokens) - cached <= self.llm.n_batch:
-                    key = self._signal_key(history, user_text)
-                    reused = self._reuse(ids, marks, key)
-                    signals: dict[str, float] = {}
-                    first = self._eval_marked(ids, reused, len(ids), marks, signals)
-                    self._store_signals(key, signals)
-                    st.prompt_ms = (time.perf_counter_ns() - t0) / 1e6
+            # Evaluate the prompt here, reading the end-of-turn signals on the way (free rows).
+            ids, marks = self._split_tokens(history, user_text, tools) if not after else (tokens, {})
+            cached = common_prefix(self.llm.input_ids[: self.llm.n_tokens], tokens)
+            if ids == tokens and len(tokens) - cached <= self.llm.n_batch:
+                key = self._signal_key(history, user_text)
+                reused = self._reuse(ids, marks, key)
+                signals: dict[str, float] = {}
+                first = self._eval_marked(ids, reused, len(ids), marks, signals)
+                self._store_signals(key, signals)
+                st.prompt_ms = (time.perf_counter_ns() - t0) / 1e6
             gen = self.decoder.generate(
                 tokens, max_tokens=max_tokens, stop=stop, stats=st, first_logits=first, reused=reused
             )

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Literal
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,25 +72,31 @@ class TranscriptPrompt:
     """Each line of the transcript is one turn, so the newline ends the reply: waiting for the
     "User:" that follows it would hold the reply's last words back for two more tokens."""
 
-    def render_user_line(self, history: list[Message], user_text: str) -> str:
+    def render_user_line(self, history: list[Message], user_text: str, tools: list[dict] | None = None) -> str:
         """The prompt up to the end of the user's words: what the turn detector scores."""
-        return self.render(history, user_text)[: -len(f"\n{self.assistant_prefix}")]
+        return self.render(history, user_text, tools=tools)[: -len(f"\n{self.assistant_prefix}")]
 
-    def split(self, history: list[Message], user_text: str) -> tuple[str, str]:
+    def split(self, history: list[Message], user_text: str, tools: list[dict] | None = None) -> tuple[str, str]:
         """(the prompt up to the end of the user's words, the rest up to the reply)."""
-        return self.render_user_line(history, user_text), f"\n{self.assistant_prefix}"
+        return self.render_user_line(history, user_text, tools), f"\n{self.assistant_prefix}"
 
-    def render(self, history: list[Message], user_text: str) -> str:
+    def render(
+        self, history: list[Message], user_text: str, *, tools: list[dict] | None = None, after: list[Message] | None = None
+    ) -> str:
         system, history = split_system(history)
         # A base model has no system role: the persona opens the transcript instead of its first line.
         preamble = self.preamble if system is None else system.strip() + "\n\n" + self.preamble.split("\n\n", 1)[-1]
+        if tools:
+            preamble = tools_preamble(tools) + preamble
         parts = [preamble]
-        for m in history:
+        for m in [*history, Message("user", user_text), *(after or [])]:
             if m.role == "user":
                 parts.append(f"{self.user_prefix} {m.content}\n")
             elif m.role == "assistant":
                 parts.append(f"{self.assistant_prefix} {m.content}\n")
-        parts.append(f"{self.user_prefix} {user_text}\n{self.assistant_prefix}")
+            elif m.role == "tool":
+                parts.append(f"Tool result: {m.content}\n")
+        parts.append(self.assistant_prefix)
         return "".join(parts)
 
 
@@ -107,24 +113,47 @@ class ChatTemplatePrompt:
     """Example exchanges placed after the system prompt: they show a small model the shape of a spoken
     answer. They are a constant prefix, so the KV cache holds them and they cost no time per turn."""
 
-    def render(self, history: list[Message], user_text: str) -> str:
+    def render(
+        self, history: list[Message], user_text: str, *, tools: list[dict] | None = None, after: list[Message] | None = None
+    ) -> str:
         system, history = split_system(history)
         fmt = _formatter(self.template, self.eos_token, self.bos_token)
-        msgs = [{"role": "system", "content": system or self.system}]
+        msgs = [{"role": "system", "content": (system or self.system) + (TOOLS_HINT if tools else "")}]
         for user, assistant in self.examples:
             msgs += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
         msgs += [{"role": m.role, "content": m.content} for m in history]
         msgs.append({"role": "user", "content": user_text})
-        return fmt(messages=msgs).prompt
+        msgs += [{"role": m.role, "content": m.content} for m in after or []]
+        # The template's own tools support writes the schemas into the system turn.
+        return fmt(messages=msgs, tools=tools or None).prompt
 
-    def split(self, history: list[Message], user_text: str) -> tuple[str, str]:
+    def split(self, history: list[Message], user_text: str, tools: list[dict] | None = None) -> tuple[str, str]:
         """(the prompt up to the end of the user's words, the rest up to the reply).
 
         The rest starts with the template's end-of-message token: its probability right after the
         user's words is the model's belief that the user's message is over (the turn detector)."""
-        rendered = self.render(history, _SENTINEL)
+        rendered = self.render(history, _SENTINEL, tools=tools)
         at = rendered.rfind(_SENTINEL)
         return rendered[:at] + user_text, rendered[at + len(_SENTINEL) :]
+
+
+TOOLS_HINT = (
+    " You can act through the tools below: when the user asks for something a tool does (the time, a timer "
+    "or reminder, arithmetic, a conversion, a device), call it instead of answering from memory, and never "
+    "say you did something you did not call a tool for."
+)
+
+
+def tools_preamble(tools: list[dict]) -> str:
+    """The documented tool format for models without a chat template (voiceloop.tools.calls parses it)."""
+    import json
+
+    lines = "\n".join(json.dumps(t, ensure_ascii=False) for t in tools)
+    return (
+        "The assistant can call these tools. To call one it writes a line "
+        '<tool_call>{"name": NAME, "arguments": {...}}</tool_call> and waits for the tool result.\n'
+        f"{lines}\n\n"
+    )
 
 
 _SENTINEL = "\ue000"  # a private-use character: no template or user text contains it

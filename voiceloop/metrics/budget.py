@@ -90,6 +90,8 @@ class TurnRecord:
     interrupted: bool = False
     asr_window_frames: int = 0
     llm: dict[str, Any] = field(default_factory=dict)
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    """Tool calls of this turn: name, arguments, result, ok, ms (and a spoken filler, if any)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def mark(self, name: str, ns: int) -> None:
@@ -136,6 +138,7 @@ class TurnRecord:
             "interrupted": self.interrupted,
             "asr_window_frames": self.asr_window_frames,
             "llm": self.llm,
+            "tools": self.tools,
             "extra": self.extra,
         }
         if budgets is not None:

@@ -17,8 +17,9 @@ Two strategies on the same engines:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Literal
@@ -31,8 +32,11 @@ from ..audio.resample import PIPELINE_RATE, StreamResampler
 from ..audio.vad import WINDOW_SAMPLES, SileroVAD, VADOptions
 from ..core.clock import DEFAULT_CLOCK, Clock
 from ..core.events import (
+    Announcement,
     Event,
     Interrupted,
+    ReplyAudio,
+    ReplyText,
     SpeechPaused,
     SpeechStarted,
     Transcript,
@@ -43,8 +47,12 @@ from ..core.frames import AudioFrame
 from ..core.stage import Stage
 from ..llm.prompt import Message
 from ..metrics.budget import Budgets, LatencyBudgeter, TurnRecord
-from ..tts.clauses import ClauseOptions
-from .endpointing import AdaptiveEndpointing, EndpointingPolicy, FixedSilence
+from ..tools.base import Tool
+from ..tools.runner import ToolOptions, ToolRunner
+from ..tts.clauses import ClauseOptions, ClauseSplitter
+from ..tts.speech_text import speakable
+from ..turn.base import EndpointingPolicy, FixedSilence
+from ..turn.policy import default_policy
 from .engines import Engines
 from .reply import ReplyJob
 
@@ -72,10 +80,6 @@ class AgentOptions:
     """Evaluate the stable part of interim transcripts in the LLM ahead of the turn end."""
     barge_in_min_speech_ms: float = 32.0
     """Voiced time that starts a turn while the agent is speaking (barge-in); otherwise ``vad.min_speech_ms``."""
-    lm_turn_detector: bool = False
-    """Also ask the LLM for P(sentence over) before each preemptive reply. Off by default: on the
-    embedded 270M model it marked complete turns unfinished ("A Minecraft", "10 of clubs") and costs
-    a prompt evaluation on the critical path."""
     continuation_ms: float = 1500.0
     """Speech this soon after a committed turn's end, while its reply plays, continues that turn."""
     system: str | None = None
@@ -112,15 +116,32 @@ class VoiceAgent(Stage[AudioFrame, Event]):
         endpointing: EndpointingPolicy | None = None,
         budgeter: LatencyBudgeter | None = None,
         clock: Clock = DEFAULT_CLOCK,
+        tools: Iterable[Tool | object] | None = None,
+        tool_options: ToolOptions | None = None,
     ) -> None:
         self.engines = engines
         self.options = o = options or AgentOptions()
         if endpointing is None:
-            endpointing = FixedSilence(o.sequential_silence_ms) if o.strategy == "sequential" else AdaptiveEndpointing()
+            endpointing = FixedSilence(o.sequential_silence_ms) if o.strategy == "sequential" else default_policy()
         self.endpointing = endpointing
         self.budgeter = budgeter or LatencyBudgeter(Budgets())
         self.clock = clock
         self.history: list[Message] = []
+        # A tool set (an object with .tools(), e.g. Timers) contributes its tools; if it has .run(announce)
+        # it also runs beside the conversation and may speak (a timer going off).
+        flat: list[Tool] = []
+        self._toolsets = []
+        for t in tools or ():
+            if isinstance(t, Tool):
+                flat.append(t)
+            else:
+                flat += t.tools()
+                if hasattr(t, "run"):
+                    self._toolsets.append(t)
+        self.tool_runner = ToolRunner(flat, tool_options) if flat else None
+        """Runs the tools the model calls (voiceloop.tools); None = no tools offered."""
+        self._announcing: asyncio.Task[None] | None = None
+        self._announce_ids = 0
         self.input_lag_ms: list[float] = []
         """Per VAD window: ms between the window's last sample and its processing."""
         self._vad = SileroVAD(engines.vad_model)
@@ -166,6 +187,7 @@ class VoiceAgent(Stage[AudioFrame, Event]):
 
     async def process(self, inputs: AsyncIterable[AudioFrame]) -> AsyncIterator[Event]:
         feeder = asyncio.create_task(self._feed(inputs), name="agent-input")
+        services = [asyncio.create_task(ts.run(self.announce), name="agent-toolset") for ts in self._toolsets]
         try:
             while True:
                 ev = await self._out.get()
@@ -175,6 +197,10 @@ class VoiceAgent(Stage[AudioFrame, Event]):
             await feeder
         finally:
             feeder.cancel()
+            for task in [*services, *([self._announcing] if self._announcing else [])]:
+                task.cancel()
+            if self.tool_runner is not None:
+                self.tool_runner.close()
             for job in (self._job, self._speaking):
                 if job is not None:
                     job.cancel()
@@ -197,6 +223,47 @@ class VoiceAgent(Stage[AudioFrame, Event]):
             self._job.cancel()
         while self._finishers:
             await asyncio.gather(*list(self._finishers), return_exceptions=True)
+
+    # -- speaking unprompted (timers, reminders) -----------------------------------------------
+    def _busy(self) -> bool:
+        """A turn is in progress: the user is speaking or pausing, or a reply is being made or played."""
+        return self._state is not _State.IDLE or self._job is not None or self._agent_playing()
+
+    async def announce(self, text: str, due_ns: int | None = None) -> None:
+        """Say ``text`` now (a timer going off), or, if a turn is in progress, as soon as it is over: never
+        over the user and never into a reply. The first clause is voiced alone, so the first audio is
+        out one short synthesis after the due time; an ``Announcement`` event reports how late it was."""
+        due = due_ns if due_ns is not None else self.clock.now_ns()
+        while self._busy() or (self._announcing is not None and not self._announcing.done()):
+            await asyncio.sleep(0.01)
+        self._announce_ids -= 1
+        self._announcing = asyncio.current_task()  # type: ignore[assignment]
+        ann_id = self._announce_ids
+        loop = asyncio.get_running_loop()
+        eng = self.engines
+        first_ns = 0
+        splitter = ClauseSplitter(self.options.clauses)
+        clauses = [*splitter.feed(text + " "), *([t] if (t := splitter.flush()) else [])]
+        try:
+            for clause in clauses:
+                chunks = await loop.run_in_executor(
+                    eng.tts_executor, lambda c=clause: list(eng.tts.synthesize(speakable(c)))
+                )
+                if not chunks:
+                    continue
+                if self._state is not _State.IDLE:
+                    break  # the user started talking: stop here (barge-in)
+                await self._emit(ReplyText(turn_id=ann_id, text=clause))
+                for pcm in chunks:
+                    now = self.clock.now_ns()
+                    first_ns = first_ns or now
+                    frame = AudioFrame(pcm=pcm, sample_rate=eng.tts.sample_rate, timestamp_ns=now)
+                    await self._emit(ReplyAudio(turn_id=ann_id, frame=frame))
+                    self._speaking_until = max(self._speaking_until, now) + frame.duration_ns
+        finally:
+            self._announcing = None
+        log.debug("announced %r, first audio %.0f ms after due", text, (first_ns - due) / 1e6 if first_ns else -1)
+        await self._emit(Announcement(turn_id=ann_id, text=text, due_ns=due, first_audio_ns=first_ns))
 
     # -- audio in ------------------------------------------------------------------
     async def push(self, frame: AudioFrame) -> None:
@@ -276,7 +343,10 @@ class VoiceAgent(Stage[AudioFrame, Event]):
                 self._drop_utterance()
             return
         need = self.endpointing.required_silence_ms(
-            transcript, end_of_turn=job.end_of_turn if job else None, previous=tuple(self._pause_texts)
+            transcript,
+            end_of_turn=job.end_of_turn if job else None,
+            previous=tuple(self._pause_texts),
+            evidence=job.evidence if job else None,
         )
         if silence_ms >= need and (known or silence_ms >= 3 * self.endpointing.max_silence_ms):
             await self._commit(end_ns)
@@ -305,7 +375,12 @@ class VoiceAgent(Stage[AudioFrame, Event]):
         self._pause_texts = []
         speaking = self._speaking
         playing = self._agent_playing()
-        if playing and self._last_commit is not None and self._last_commit[0].turn_id == speaking.turn_id:
+        if (
+            playing
+            and speaking is not None
+            and self._last_commit is not None
+            and self._last_commit[0].turn_id == speaking.turn_id
+        ):
             prev, prev_audio = self._last_commit
             if at_ns - prev.marks.get("speech_end", at_ns) <= self.options.continuation_ms * 1e6:
                 # The user went on right after a premature turn end: this is the same turn.
@@ -324,11 +399,18 @@ class VoiceAgent(Stage[AudioFrame, Event]):
         await self._emit(SpeechStarted(turn_id=self._turn_id, at_ns=at_ns))
         # Barge-in: the user talks over the agent (or over a reply still being made).
         if playing:
-            await self._interrupt(speaking, "barge_in")
+            ann = self._announcing
+            if ann is not None and not ann.done():
+                ann.cancel()  # an announcement stops like a reply; its clause counts as said
+                self._speaking_until = 0
+                await self._emit(Interrupted(turn_id=self._announce_ids, reason="barge_in"))
+            if speaking is not None and (not speaking.task.done() or self._speaking_until):
+                await self._interrupt(speaking, "barge_in")
 
     def _agent_playing(self) -> bool:
         job = self._speaking
-        return job is not None and (not job.task.done() or self.clock.now_ns() < self._speaking_until)
+        # _speaking_until also covers an announcement's audio (no job).
+        return (job is not None and not job.task.done()) or self.clock.now_ns() < self._speaking_until
 
     async def interrupt(self, reason: str = "client") -> bool:
         """Stop the reply being spoken now (e.g. the client's own barge-in button)."""
@@ -412,9 +494,17 @@ class VoiceAgent(Stage[AudioFrame, Event]):
         )
         silence_ms = (at_ns - self._silence_start) / 1e6
         if not forced:
-            rec.extra["endpoint_reason"] = self.endpointing.reason(
-                job.transcript, end_of_turn=job.end_of_turn, previous=tuple(self._pause_texts)
-            )
+            kw = {"end_of_turn": job.end_of_turn, "previous": tuple(self._pause_texts), "evidence": job.evidence}
+            rec.extra["endpoint_reason"] = self.endpointing.reason(job.transcript, **kw)
+            # Why the held reply was released: the probability, the silence it called for and waited.
+            ev = job.evidence
+            rec.extra["release"] = {
+                "p_end": None if job.end_of_turn is None else round(job.end_of_turn, 4),
+                "required_ms": self.endpointing.required_silence_ms(job.transcript, **kw),
+                "waited_ms": round(silence_ms, 1),
+                "reason": rec.extra["endpoint_reason"],
+                "signals": None if ev is None else {"text_eom": ev.text_eom, "text_punct": ev.text_punct, "audio": ev.audio},
+            }
         log.debug(
             "turn %d: commit %r after %.0f ms silence (earlier pauses: %s)",
             rec.turn_id,
@@ -444,6 +534,7 @@ class VoiceAgent(Stage[AudioFrame, Event]):
         # History holds what the user heard: after barge-in, only the clauses played.
         rec.reply = " ".join(job.spoken) if rec.interrupted else job.reply_text
         rec.asr_window_frames = job.window_frames
+        rec.tools = list(job.tool_records)
         rec.extra["final_asr_from_streaming_pass"] = job.early_asr_used
         s = job.stats
         rec.llm = {
@@ -470,7 +561,7 @@ class VoiceAgent(Stage[AudioFrame, Event]):
                 # Evaluate the new history now, while the user is silent: when the history is
                 # trimmed the whole prompt changes, and ~300 tokens must not wait for the next turn.
                 eng = self.engines
-                warm = asyncio.get_running_loop().run_in_executor(eng.llm_executor, eng.llm.prefill, self._context(), "")
+                warm = asyncio.get_running_loop().run_in_executor(eng.llm_executor, self._prefill_fn(""))
                 warm.add_done_callback(_log_failure)
             self.budgeter.add(rec)
         await self._emit(TurnMetrics(turn_id=rec.turn_id, record=rec))
@@ -508,4 +599,9 @@ class VoiceAgent(Stage[AudioFrame, Event]):
         busy = self._job is not None or (self._speaking is not None and not self._speaking.task.done())
         if self.options.prefill and interim.stable and interim.stable != self._prefilled and not busy:
             self._prefilled = interim.stable
-            await loop.run_in_executor(eng.llm_executor, eng.llm.prefill, self._context(), interim.stable)
+            await loop.run_in_executor(eng.llm_executor, self._prefill_fn(interim.stable))
+
+    def _prefill_fn(self, text: str) -> functools.partial[None]:
+        """The LLM prefill of this conversation's prompt (with the tools' schemas: they are in its prefix)."""
+        extra = {"tools": self.tool_runner.schemas()} if self.tool_runner is not None else {}
+        return functools.partial(self.engines.llm.prefill, self._context(), text, **extra)

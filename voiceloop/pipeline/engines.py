@@ -6,12 +6,16 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..asr.whisper import WhisperASR, WhisperOptions
 from ..audio.vad import silero_v6_path
 from ..llm.backend import LLMBackend
 from ..llm.llama import LlamaBackend, LlamaOptions
 from ..tts.piper import PiperOptions, PiperTTS
+
+if TYPE_CHECKING:
+    from ..turn.smart_turn import SmartTurn
 
 log = logging.getLogger("voiceloop.engines")
 
@@ -29,8 +33,11 @@ class Engines:
     llm: LLMBackend
     tts: PiperTTS
     vad_model: Path = field(default_factory=silero_v6_path)
+    turn_audio: SmartTurn | None = None
+    """An audio end-of-turn model (smart-turn, the ``turn`` extra); None = the decision reads text only."""
 
     def __post_init__(self) -> None:
+        self.turn_executor = ThreadPoolExecutor(1, thread_name_prefix="voiceloop-turn")
         self.vad_executor = ThreadPoolExecutor(1, thread_name_prefix="voiceloop-vad")
         self.asr_executor = ThreadPoolExecutor(1, thread_name_prefix="voiceloop-asr")
         self.llm_executor = ThreadPoolExecutor(1, thread_name_prefix="voiceloop-llm")
@@ -44,13 +51,26 @@ class Engines:
         llama: LlamaOptions | None = None,
         piper: PiperOptions | None = None,
         llm: LLMBackend | None = None,
+        turn_audio: bool | None = None,
     ) -> Engines:
-        """Load the engines; ``llm`` replaces the local llama.cpp backend (e.g. a RemoteBackend)."""
+        """Load the engines; ``llm`` replaces the local llama.cpp backend (e.g. a RemoteBackend);
+        ``turn_audio`` adds smart-turn to the end-of-turn evidence (the ``turn`` extra): None = if installed."""
         asr = WhisperASR(whisper)
         llm = llm or LlamaBackend(llama)
         tts = PiperTTS(piper)
+        smart = None
+        if turn_audio or turn_audio is None:
+            from ..errors import ModelNotFoundError
+            from ..turn.smart_turn import SmartTurn
+
+            try:
+                smart = SmartTurn()
+            except ModelNotFoundError as exc:
+                if turn_audio:
+                    raise
+                log.info("end-of-turn decision without the audio model: %s", exc)
         log.info("engines loaded: asr=%s llm=%s tts=%s", asr.model_path, llm.model_path, tts.model_path)
-        return cls(asr=asr, llm=llm, tts=tts)
+        return cls(asr=asr, llm=llm, tts=tts, turn_audio=smart)
 
     def describe(self) -> dict[str, str]:
         return {
@@ -58,6 +78,7 @@ class Engines:
             "asr": str(getattr(self.asr, "model_path", "?")),
             "llm": str(getattr(self.llm, "model_path", "?")),
             "tts": str(getattr(self.tts, "model_path", "?")),
+            "turn_audio": str(self.turn_audio.model_path) if self.turn_audio is not None else "none",
         }
 
     def warm_up(self) -> None:
@@ -71,5 +92,5 @@ class Engines:
             pass
 
     def close(self) -> None:
-        for ex in (self.vad_executor, self.asr_executor, self.llm_executor, self.tts_executor):
+        for ex in (self.vad_executor, self.asr_executor, self.llm_executor, self.tts_executor, self.turn_executor):
             ex.shutdown(wait=False, cancel_futures=True)

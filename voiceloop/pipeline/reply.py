@@ -8,8 +8,10 @@ between tokens and chunks, so discarded work really stops.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -17,13 +19,18 @@ import numpy as np
 from ..asr.whisper import Transcript as AsrResult
 from ..core.events import Event, ReplyAudio, ReplyText
 from ..core.frames import AudioFrame
-from ..llm.backend import GenerationStats
+from ..llm.backend import GenerationStats, LLMBackend
 from ..llm.prompt import Message
+from ..tools.calls import ToolCall, ToolCallFilter
+from ..tools.runner import ToolResult, ToolRunner
 from ..tts.clauses import ClauseSplitter
 from ..tts.speech_text import MarkupFilter, speakable
+from ..turn.base import EndOfTurnEvidence
 
 if TYPE_CHECKING:
     from .agent import VoiceAgent
+
+log = logging.getLogger("voiceloop.reply")
 
 AsrMode = Literal["sized", "full"]
 
@@ -59,9 +66,15 @@ class ReplyJob:
         self.window_frames = 0
         self.transcript_ready = asyncio.Event()
         self.end_of_turn: float | None = None
+        """P(the user is done) from the endpointing policy, once ``scored``."""
+        self.evidence: EndOfTurnEvidence | None = None
         self.scored = asyncio.Event()
-        """The turn detector's P(sentence over), scored before the reply starts (held replies only)."""
+        """Set once the end-of-turn evidence is in: the transcript, the LLM's signals (read while it evaluates
+        the reply's prompt, so at the first token) and the audio model's probability, if any."""
+        self._audio_p: asyncio.Future[float] | None = None
         self.reply_text = ""
+        self.tool_records: list[dict[str, object]] = []
+        """The turn's tool calls: name, arguments, result, ms (and a filler, if one was spoken)."""
         self.spoken: list[str] = []
         """Clauses whose audio has been handed to the output."""
         self.audio_ns = 0
@@ -129,32 +142,130 @@ class ReplyJob:
             # Waiters must wake even when the job is cancelled mid-transcription.
             self.transcript_ready.set()
 
+    async def _score(self) -> None:
+        """Gather the end-of-turn evidence and ask the policy for P(end); never raises."""
+        if self.scored.is_set():
+            return
+        eng = self.agent.engines
+        try:
+            audio = None
+            if self._audio_p is not None:
+                try:
+                    audio = await self._audio_p
+                except Exception as exc:
+                    log.warning("end-of-turn audio model failed: %s", exc)
+            text = self.transcript or ""
+            sig = eng.llm.turn_signals(self.history, text) or {}
+            model = getattr(eng.llm, "model_path", None)
+            self.evidence = EndOfTurnEvidence(
+                text, sig.get("eom"), sig.get("punct"), audio, model=Path(str(model)).name if model else None
+            )
+            self.end_of_turn = self.agent.endpointing.probability(self.evidence)
+        finally:
+            self.scored.set()
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         eng = self.agent.engines
+        if self.held and eng.turn_audio is not None:
+            # The audio model hears the pause now, beside the ASR pass (its own thread).
+            self._audio_p = loop.run_in_executor(eng.turn_executor, eng.turn_audio.probability, self._audio)
         try:
-            await self._transcribe()
-            if not self.transcript or self.stop.is_set():
-                return
-            if self.held and self.agent.options.lm_turn_detector:
-                # Same thread and KV cache as the reply: the reply re-evaluates only a few tokens.
-                self.end_of_turn = await loop.run_in_executor(
-                    eng.llm_executor, eng.llm.end_of_turn_probability, self.history, self.transcript
-                )
+            await self._run_reply()
         finally:
             self.scored.set()
+
+    async def _run_reply(self) -> None:
+        eng = self.agent.engines
+        await self._transcribe()
         if not self.transcript or self.stop.is_set():
             return
+        # Without the LLM's signals (a remote backend) the evidence is complete now; with them, at the
+        # first token: the prompt evaluation reads them.
+        text_signals = type(eng.llm).turn_signals is not LLMBackend.turn_signals
+        if self.held and not text_signals:
+            await self._score()
 
+        clauses: asyncio.Queue[str | None] = asyncio.Queue(maxsize=16)
+        speaker = asyncio.create_task(self._speak(clauses))
+        runner = self.agent.tool_runner
+        after: list[Message] = []
+        spoken: list[str] = []
+        try:
+            rounds = runner.options.max_rounds if runner is not None else 0
+            for rnd in range(rounds + 1):
+                calls = await self._generate(after, clauses, spoken, tools=runner is not None, last=rnd == rounds)
+                if not calls or runner is None or self.stop.is_set():
+                    break
+                if rnd == rounds:
+                    # Still calling tools after the last round: say so instead of looping.
+                    spoken.append("Sorry, I could not finish that.")
+                    await clauses.put(spoken[-1])
+                    break
+                results = await self._run_tools(runner, calls, clauses)
+                after += [Message("assistant", "\n".join(c.raw for c in calls))]
+                after += [Message("tool", r.content) for r in results]
+            self.reply_text = " ".join(p for p in spoken if p).strip()
+            await clauses.put(None)
+            await speaker
+        finally:
+            self.stop.set()
+            self.llm_gate.set()
+            speaker.cancel()
+
+    async def _run_tools(
+        self, runner: ToolRunner, calls: list[ToolCall], clauses: asyncio.Queue[str | None]
+    ) -> list[ToolResult]:
+        """Run the calls (in order); if they take longer than the filler delay, speak a filler clause first."""
+        task = asyncio.ensure_future(self._run_calls(runner, calls))
+        done, _ = await asyncio.wait({task}, timeout=runner.options.filler_after_ms / 1000)
+        if not done:
+            filler = next((t.filler for c in calls if (t := runner.tools.get(c.name)) and t.filler), None)
+            filler = filler or runner.options.filler
+            self.marks.setdefault("filler", self._now())
+            self.tool_records.append({"filler": filler})
+            await clauses.put(filler)
+        try:
+            results = await task
+        except asyncio.CancelledError:
+            task.cancel()  # barge-in: an async tool is cancelled; a thread's result is dropped
+            raise
+        self.tool_records += [r.record() for r in results]
+        return results
+
+    async def _run_calls(self, runner: ToolRunner, calls: list[ToolCall]) -> list[ToolResult]:
+        return [await runner.run(c) for c in calls]
+
+    async def _generate(
+        self,
+        after: list[Message],
+        clauses: asyncio.Queue[str | None],
+        spoken: list[str],
+        *,
+        tools: bool,
+        last: bool,
+    ) -> list[ToolCall]:
+        """One LLM pass: text goes clause by clause to the speaker as it streams; tool calls are held
+        back from it and returned. ``after``: the tool round so far (calls and results)."""
+        loop = asyncio.get_running_loop()
+        eng = self.agent.engines
+        runner = self.agent.tool_runner
         tokens: asyncio.Queue[tuple[int, str] | None] = asyncio.Queue()
-        text = self.transcript
+        text = self.transcript or ""
         clock = self.agent.clock
         max_tokens = self.agent.options.max_reply_tokens
+        schemas = runner.schemas() if tools and runner is not None else None
+        stats = self.stats if not after else GenerationStats()
+
+        # Only passed when used: a backend written without tools keeps working.
+        extra: dict[str, object] = {"tools": schemas} if schemas else {}
+        if after:
+            extra["after"] = list(after)
 
         def produce() -> None:
             # Runs on the LLM thread: the lazy token generator is consumed here, never on the loop.
             try:
-                for piece in eng.llm.stream(self.history, text, stop=self.stop, max_tokens=max_tokens, stats=self.stats):
+                for piece in eng.llm.stream(self.history, text, stop=self.stop, max_tokens=max_tokens, stats=stats, **extra):
                     loop.call_soon_threadsafe(tokens.put_nowait, (clock.now_ns(), piece))
                     # Bounded wait: a stalled TTS must not pin the LLM thread forever.
                     self.llm_gate.wait(timeout=0.5)
@@ -163,38 +274,48 @@ class ReplyJob:
 
         eng.llm.yield_to_reply()  # a prefill still running stops at its next chunk
         llm_done = loop.run_in_executor(eng.llm_executor, produce)
-        clauses: asyncio.Queue[str | None] = asyncio.Queue(maxsize=16)
-        speaker = asyncio.create_task(self._speak(clauses))
         splitter = ClauseSplitter(self.agent.options.clauses)
         markup = MarkupFilter()  # markdown and emoji never reach the clause splitter or the TTS
+        calls_filter = ToolCallFilter()  # a tool call never reaches them either
         parts: list[str] = []
+
+        async def say(clause: str) -> None:
+            if "first_clause" not in self.marks:
+                self.marks["first_clause"] = self._now()
+                self.llm_gate.clear()
+            await clauses.put(clause)
+
         try:
             while (item := await tokens.get()) is not None:
                 t, piece = item
-                self.marks.setdefault("first_token", t)
-                parts.append(piece)
+                if "first_token" not in self.marks:
+                    self.marks["first_token"] = t
+                    if self.held:
+                        await self._score()
+                visible = calls_filter.feed(piece)
+                parts.append(visible)
                 if not self.whole_reply:
-                    for clause in splitter.feed(markup.feed(piece)):
-                        if "first_clause" not in self.marks:
-                            self.marks["first_clause"] = self._now()
-                            self.llm_gate.clear()
-                        await clauses.put(clause)
-            self.reply_text = "".join(parts).strip()
+                    for clause in splitter.feed(markup.feed(visible)):
+                        await say(clause)
+            if self.held:
+                await self._score()  # no token at all (the model ended at once)
+            visible = calls_filter.flush()
+            parts.append(visible)
+            reply = "".join(parts).strip()
             # The conventional path only starts speaking once the whole reply exists.
-            rest = splitter.feed(markup.feed(self.reply_text) + markup.flush() + " ") if self.whole_reply else []
-            if not self.whole_reply:
-                rest = splitter.feed(markup.flush())
+            if self.whole_reply:
+                rest = splitter.feed(markup.feed(reply) + markup.flush() + " ")
+            else:
+                rest = splitter.feed(markup.feed(visible) + markup.flush())
             tail = splitter.flush()
             for clause in [*rest, *([tail] if tail else [])]:
-                self.marks.setdefault("first_clause", self._now())
-                await clauses.put(clause)
-            await clauses.put(None)
+                await say(clause)
+            spoken.append(reply)
             await llm_done
-            await speaker
         finally:
-            self.stop.set()
-            self.llm_gate.set()
-            speaker.cancel()
+            if not llm_done.done():
+                self.stop.set()
+        return calls_filter.calls
 
     async def _speak(self, clauses: asyncio.Queue[str | None]) -> None:
         loop = asyncio.get_running_loop()

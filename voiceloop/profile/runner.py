@@ -32,6 +32,7 @@ from ..metrics.repetition import repetition
 from ..metrics.wer import normalize, wer
 from ..pipeline.agent import AgentOptions, Strategy, VoiceAgent
 from ..pipeline.engines import Engines
+from ..turn.base import EndpointingPolicy
 
 log = logging.getLogger("voiceloop.profile")
 
@@ -96,6 +97,7 @@ async def profile_inputs(
     separate: bool = False,
     clock: Clock = DEFAULT_CLOCK,
     system: str | None = None,
+    endpointing: EndpointingPolicy | None = None,
 ) -> tuple[list[InputSpan], LatencyBudgeter]:
     budgeter = LatencyBudgeter(budgets or Budgets())
     vad = SileroVAD(engines.vad_model)
@@ -107,7 +109,11 @@ async def profile_inputs(
     lags: list[float] = []
     for group in groups:
         agent = VoiceAgent(
-            engines=engines, options=AgentOptions(strategy=strategy, system=system), budgeter=budgeter, clock=clock
+            engines=engines,
+            options=AgentOptions(strategy=strategy, system=system),
+            budgeter=budgeter,
+            clock=clock,
+            endpointing=endpointing if strategy == "speculative" else None,
         )
         spans = [g[0] for g in group]
         turn_span: dict[int, InputSpan] = {}
@@ -292,6 +298,9 @@ def format_table(report: dict[str, Any]) -> str:
         cells = " ".join(f"{f(st.get(c)) + ('*' if c in over else ''):>8}" for c in cols)
         v2v = f(t["v2v_ms"]) + ("*" if "v2v" in over else "")
         text = f"{t['transcript'][:40]!r} -> {t['reply'][:40]!r}"
+        calls = [c for c in t.get("tools", []) if "name" in c]
+        if calls:
+            text += "  tools: " + ", ".join(f"{c['name']}({c['ms']:.0f} ms{'' if c['ok'] else ', failed'})" for c in calls)
         lines.append(f"{Path(t['input']).name[:34]:<34} {v2v:>6} {cells}  {'yes' if t['cut_in'] else 'no ':>3}  {text}")
     s = report["summary"]
     v = s["v2v_ms"]

@@ -18,6 +18,7 @@ from pipecat.services.settings import LLMSettings
 
 from ...llm.backend import GenerationStats, LLMBackend
 from ...llm.openai_messages import split_context
+from ...llm.prompt import Message
 from ._worker import WorkerThread
 
 log = logging.getLogger("voiceloop.pipecat")
@@ -49,6 +50,9 @@ class VoiceloopLLMService(LLMService):
         self.last_stats: GenerationStats | None = None
         """Timings of the latest reply (ttft, tokens/s, reuse, drafted/accepted, cancelled)."""
         self.cancelled_replies = 0
+        self.conversation: list[Message] = []
+        """The latest context with its reply: what the next turn's prompt starts with (a turn analyzer
+        scoring the user's line against it keeps the KV cache for the reply)."""
 
     def can_generate_metrics(self) -> bool:
         return True
@@ -89,6 +93,7 @@ class VoiceloopLLMService(LLMService):
         await self.start_ttfb_metrics()
         future = loop.run_in_executor(self._vl_worker.get(), work)
         first = True
+        reply: list[str] = []
         try:
             while True:
                 item = await pieces.get()
@@ -100,6 +105,7 @@ class VoiceloopLLMService(LLMService):
                 if first:
                     await self.stop_ttfb_metrics()
                     first = False
+                reply.append(str(item))
                 await self._push_llm_text(str(item))
         except asyncio.CancelledError:
             stop.set()  # pipecat interruption: the worker stops before its next token
@@ -108,6 +114,7 @@ class VoiceloopLLMService(LLMService):
             await asyncio.wait({future}, timeout=2.0)
             raise
         await future
+        self.conversation = [*history, Message("user", user), Message("assistant", "".join(reply).strip())]
 
     async def cleanup(self) -> None:
         await super().cleanup()

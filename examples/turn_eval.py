@@ -1,0 +1,413 @@
+"""End-of-turn evaluation on voiceloop's own turn set (examples/turns/turns.json) and the real recordings.
+
+    # 1. speak the turns (Piper joe + espeak-ng voices) and splice pauses into the real recordings
+    python examples/turn_eval.py synth OUT_DIR
+    # 2. the decision's inputs at each pause, with the real engines (Whisper, the LLM, smart-turn)
+    python examples/turn_eval.py features OUT_DIR [--llm NAME]
+    # 3. fit the calibrated decision on the 'tune' items, score 'tune' and 'check', draw the trade-off curve,
+    #    and (with --write) store the fitted decision in voiceloop/turn/calibration.json
+    python examples/turn_eval.py fit OUT_DIR [--plot curve.png] [--write]
+
+A paused item is one turn with a silence of ``pause_s`` where ``|`` stands; a complete item ends where
+the text ends. At the first pause, "cut-in" means the policy's required silence is shorter than the
+pause (the agent would have spoken); on a complete item, "wait" is the silence the policy requires.
+Items are split by text: 'tune' texts fit the decision, 'check' texts are only scored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+TURNS = HERE / "turns" / "turns.json"
+REAL = HERE.parent.parent / "shared" / "data" / "real_speech"
+RATE = 16000
+ESPEAK_VOICES = ("en-us+m3", "en-gb+f2")
+DECISION_SILENCE_S = 0.2
+"""Audio the decision sees after the last word: the silence the VAD needs to report a pause."""
+
+
+def load_turns() -> list[dict]:
+    return json.loads(TURNS.read_text())["turns"]
+
+
+# -- synth -------------------------------------------------------------------------------------------
+def _to16k(pcm: np.ndarray, rate: int) -> np.ndarray:
+    """Float32 in [-1, 1] at 16 kHz (Piper gives int16-scaled samples, decoded files [-1, 1] floats)."""
+    from voiceloop.audio.resample import resample
+
+    x = pcm.astype(np.float32)
+    if np.abs(x).max(initial=0.0) > 2.0:
+        x = x / 32768.0
+    return resample(x, rate, RATE)
+
+
+def _write(path: Path, audio: np.ndarray) -> None:
+    from voiceloop.audio.files import write_wav
+
+    write_wav(path, (np.clip(audio, -1, 1) * 32767).astype(np.int16), RATE)
+
+
+def _espeak(text: str, voice: str) -> np.ndarray:
+    from voiceloop.audio.files import read_audio
+
+    with tempfile.NamedTemporaryFile(suffix=".wav") as f:
+        # SSML: the pause sits inside the sentence, so the voice keeps a continuing intonation.
+        subprocess.run(["espeak-ng", "-m", "-v", voice, "-s", "165", "-w", f.name, f"<speak>{text}</speak>"], check=True)
+        pcm, rate = read_audio(f.name)
+    return _to16k(pcm, rate)
+
+
+def _word_gap(audio: np.ndarray, n_words: int, asr) -> float | None:
+    """Seconds into ``audio`` between word ``n_words`` and the next (Whisper word timestamps), at the
+    quietest 10 ms there."""
+    segments, _ = asr.model.transcribe(audio, language="en", word_timestamps=True, beam_size=1)
+    words = [w for s in segments for w in (s.words or [])]
+    if len(words) <= n_words:
+        return None
+    a, b = words[n_words - 1].end, words[n_words].start
+    lo, hi = int(min(a, b) * RATE) - 960, int(max(a, b) * RATE) + 960
+    lo, hi = max(lo, 0), min(hi, len(audio) - 160)
+    frames = [(float(np.sqrt(np.mean(audio[i : i + 160] ** 2))), i) for i in range(lo, hi, 160)]
+    return min(frames)[1] / RATE if frames else (a + b) / 2
+
+
+def _splice(audio: np.ndarray, at_s: float, pause_s: float) -> np.ndarray:
+    cut = int(at_s * RATE)
+    return np.concatenate([audio[:cut], np.zeros(int(pause_s * RATE), np.float32), audio[cut:]])
+
+
+def cmd_synth(args: argparse.Namespace) -> None:
+    from voiceloop.asr.whisper import WhisperASR
+    from voiceloop.audio.files import read_audio
+    from voiceloop.tts.piper import PiperTTS
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tts, asr = PiperTTS(), WhisperASR()
+    rows = []
+    for n, t in enumerate(load_turns()):
+        before, _, after = t["text"].partition("|")
+        plain = " ".join((before + " " + after).split())
+        for voice in ("piper-joe", ESPEAK_VOICES[n % 2]):
+            name = f"{t['id']}-{voice.replace('+', '-')}.wav"
+            row = {"file": name, "id": t["id"], "kind": t["kind"], "class": t["class"], "split": t["split"], "voice": voice}
+            if voice == "piper-joe":
+                audio = _to16k(np.concatenate(list(tts.synthesize(plain))), tts.sample_rate)
+                if t["kind"] == "paused":
+                    at = _word_gap(audio, len(before.split()), asr)
+                    if at is None:
+                        # Whisper wrote a number as digits, so words do not line up: speak the two parts
+                        # apart (the first one then ends with a falling, sentence-final intonation).
+                        first = _to16k(np.concatenate(list(tts.synthesize(before.strip()))), tts.sample_rate)
+                        rest = _to16k(np.concatenate(list(tts.synthesize(after.strip()))), tts.sample_rate)
+                        at, audio, row["joined"] = len(first) / RATE, np.concatenate([first, rest]), True
+                    row["pause_at_s"], audio = at, _splice(audio, at, t["pause_s"])
+            elif t["kind"] == "paused":
+                audio = _espeak(f'{before.strip()} <break time="{int(t["pause_s"] * 1000)}ms"/> {after.strip()}', voice)
+            else:
+                audio = _espeak(t["text"], voice)
+            if t["kind"] == "paused":
+                row["pause_s"] = t["pause_s"]
+            _write(out / name, audio)
+            rows.append(row)
+    # Real recordings: as they are (complete), and with a pause spliced at a word gap mid-sentence.
+    rng = random.Random(14)
+    manifest = [line.split("\t") for line in (REAL / "manifest.tsv").read_text().splitlines()[1:]]
+    for k, (file, *_rest) in enumerate(manifest):
+        pcm, rate = read_audio(REAL / file)
+        audio = _to16k(pcm if pcm.ndim == 1 else pcm.mean(axis=1), rate)
+        split = "tune" if k % 2 == 0 else "check"
+        base = {"id": f"r{k:02d}", "split": split, "voice": "real"}
+        _write(out / f"r{k:02d}-complete.wav", audio)
+        rows.append({**base, "file": f"r{k:02d}-complete.wav", "kind": "complete", "class": "real"})
+        n_words = len(_rest[-1].split())
+        if n_words < 4:
+            continue
+        pause = round(rng.uniform(0.4, 0.9), 2)
+        at = _word_gap(audio, rng.randint(2, n_words - 2), asr)
+        if at is None:
+            continue
+        _write(out / f"r{k:02d}-paused.wav", _splice(audio, at, pause))
+        rows.append(
+            {**base, "file": f"r{k:02d}-paused.wav", "kind": "paused", "class": "real", "pause_at_s": at, "pause_s": pause}
+        )
+    (out / "clips.json").write_text(json.dumps(rows, indent=1))
+    kinds = {k: sum(r["kind"] == k for r in rows) for k in ("paused", "complete")}
+    print(f"{len(rows)} clips in {out}: {kinds}")
+
+
+# -- features ----------------------------------------------------------------------------------------
+def _pauses(audio: np.ndarray, vad) -> list[tuple[int, float, bool]]:
+    """Each silence of >= 300 ms after speech: (its first sample, its length in s, speech follows)."""
+    from voiceloop.audio.vad import WINDOW_SAMPLES
+
+    vad.reset()
+    probs = [vad(audio[i * WINDOW_SAMPLES : (i + 1) * WINDOW_SAMPLES]) for i in range(len(audio) // WINDOW_SAMPLES)]
+    out, i, speech = [], 0, False
+    while i < len(probs):
+        if probs[i] >= 0.5:
+            speech = True
+            i += 1
+            continue
+        j = i
+        while j < len(probs) and probs[j] < 0.5:
+            j += 1
+        if speech and (j - i) * WINDOW_SAMPLES >= 0.3 * RATE:
+            out.append((i * WINDOW_SAMPLES, (j - i) * WINDOW_SAMPLES / RATE, j < len(probs)))
+        i = j
+    return out
+
+
+def cmd_features(args: argparse.Namespace) -> None:
+    from voiceloop.asr.whisper import WhisperASR
+    from voiceloop.audio.files import read_audio
+    from voiceloop.audio.vad import SileroVAD, silero_v6_path
+    from voiceloop.cli.llm_args import resolve_model
+    from voiceloop.llm.llama import LlamaBackend, LlamaOptions
+    from voiceloop.turn.smart_turn import SmartTurn
+
+    out = Path(args.out)
+    rows = json.loads((out / "clips.json").read_text())
+    asr, vad = WhisperASR(), SileroVAD(silero_v6_path())
+    llm = LlamaBackend(LlamaOptions(model=resolve_model(args.llm)))
+    smart = SmartTurn()
+    samples = []
+    for r in rows:
+        audio, _ = read_audio(out / r["file"])
+        pauses = _pauses(audio, vad)
+        points = []
+        if r["kind"] == "paused":
+            # The VAD's first pause must be the spliced one (as long, speech after it) for the item to count.
+            first = pauses[0] if pauses else None
+            found = first is not None and first[2] and abs(first[1] - r["pause_s"]) < 0.2
+            points.append(({**r, "pause_found": found}, first[0] if first else len(audio)))
+        else:
+            ends = [p for p in pauses if not p[2]]
+            points.append((r, ends[-1][0] if ends else len(audio)))
+            # A real recording's own mid-turn pauses are natural paused samples.
+            for start, length, more in pauses:
+                if more and r["voice"] == "real":
+                    nat = {**r, "file": r["file"], "kind": "paused", "class": "natural", "pause_s": length}
+                    points.append(({**nat, "pause_found": True}, start))
+        for row, end in points:
+            heard = audio[: end + int(DECISION_SILENCE_S * RATE)]
+            row = {**row, "decision_at_s": end / RATE}
+            text = asr.transcribe(heard).text
+            row["transcript"] = text
+            if text:
+                list(llm.stream([], text, max_tokens=1))
+                row["signals"] = llm.turn_signals([], text) or {}
+            else:
+                row["signals"] = {}
+            row["audio_p"] = smart.probability(heard)
+            row["model"] = llm.model_path.name
+            samples.append(row)
+            print(
+                f"{row['file']:<24} {row['kind']:<8} {text[-40:]!r:<44} "
+                f"{ {k: round(v, 3) for k, v in row['signals'].items()} } audio {row['audio_p']:.2f}"
+            )
+    rows = samples
+    (out / "features.json").write_text(json.dumps(rows, indent=1))
+
+
+# -- fit ---------------------------------------------------------------------------------------------
+def cmd_fit(args: argparse.Namespace) -> None:
+    from voiceloop.turn.policy import Calibration, EndOfTurnEvidence, features, fit_logistic
+
+    out = Path(args.out)
+    rows = [r for r in json.loads((out / "features.json").read_text()) if r["kind"] == "complete" or r.get("pause_found")]
+    skipped = sum(
+        1 for r in json.loads((out / "features.json").read_text()) if r["kind"] == "paused" and not r.get("pause_found")
+    )
+
+    def evidence(r: dict) -> EndOfTurnEvidence:
+        s = r["signals"]
+        return EndOfTurnEvidence(r["transcript"], s.get("eom"), s.get("punct"), r["audio_p"], model=r.get("model"))
+
+    model = rows[0].get("model")
+    keys = [f"text+audio@{model}", f"text@{model}", "audio", "syntax"]
+    tune = [r for r in rows if r["split"] == "tune"]
+    results = {}
+    for key in keys:
+        x = np.array([features(evidence(r), key) for r in tune])
+        y = np.array([r["kind"] == "complete" for r in tune], dtype=float)
+        results[key] = fit_logistic(x, y, l2=args.l2)
+    report = {"model": model, "skipped_paused_items": skipped, "models": {}}
+    curves = {}
+    for key, w in results.items():
+        cal = Calibration(weights={key: w.tolist()})
+        for split in ("tune", "check"):
+            sel = [r for r in rows if r["split"] == split]
+            curves[(key, split)] = (sel, [cal.probability(evidence(r), key) for r in sel])
+    # Operating point: the levels of silence are fixed (a confident end, an unsure one, the cap); the
+    # thresholds are chosen on 'tune' to minimise cut-ins with complete turns' p90 wait <= 400 ms.
+    levels = (args.short_ms, args.mid_ms, args.long_ms)
+
+    def score(sel: list[dict], ps: list[float], hi: float, lo: float) -> dict:
+        def silence(p: float) -> float:
+            return levels[0] if p >= hi else (levels[1] if p >= lo else levels[2])
+
+        paused = [(r, silence(p)) for r, p in zip(sel, ps, strict=True) if r["kind"] == "paused"]
+        done = [(r, silence(p)) for r, p in zip(sel, ps, strict=True) if r["kind"] == "complete"]
+        cut = [r for r, s in paused if s < r["pause_s"] * 1000]
+        waits = [s for _, s in done]
+        by_class: dict[str, dict] = {}
+        for r, s in paused:
+            c = by_class.setdefault("paused/" + r["class"], {"n": 0, "cut_ins": 0})
+            c["n"] += 1
+            c["cut_ins"] += s < r["pause_s"] * 1000
+        for r, s in done:
+            c = by_class.setdefault("complete/" + r["class"], {"n": 0, "waits": []})
+            c["n"] += 1
+            c["waits"].append(s)
+        for c in by_class.values():
+            if "waits" in c:
+                w = c.pop("waits")
+                c["wait_p50_ms"], c["wait_p90_ms"] = float(np.percentile(w, 50)), float(np.percentile(w, 90))
+        return {
+            "wait_mean_ms": float(np.mean(waits)) if waits else None,
+            "paused": len(paused),
+            "cut_ins": len(cut),
+            "cut_in_rate": len(cut) / max(1, len(paused)),
+            "complete": len(done),
+            "wait_p50_ms": float(np.percentile(waits, 50)) if waits else None,
+            "wait_p90_ms": float(np.percentile(waits, 90)) if waits else None,
+            "by_class": by_class,
+        }
+
+    grid = [round(v, 3) for v in np.linspace(0.02, 0.98, 49)]
+    chosen = {}
+    for name in results:
+        sel, ps = curves[(name, "tune")]
+        best = None
+        for hi in grid:
+            for lo in [g for g in grid if g <= hi]:
+                s = score(sel, ps, hi, lo)
+                key = (s["wait_p90_ms"] > args.max_wait_p90, s["cut_ins"], s["wait_p90_ms"], s["wait_p50_ms"])
+                if best is None or key < best[0]:
+                    best = (key, hi, lo)
+        assert best is not None
+        _, hi, lo = best
+        chosen[name] = (hi, lo)
+        report["models"][name] = {
+            "weights": results[name].tolist(),
+            "threshold_short": hi,
+            "threshold_mid": lo,
+            "tune": score(*curves[(name, "tune")], hi, lo),
+            "check": score(*curves[(name, "check")], hi, lo),
+        }
+    for name, m in report["models"].items():
+        for split in ("tune", "check"):
+            s = m[split]
+            print(
+                f"{name:<11} {split:<6} cut-ins {s['cut_ins']}/{s['paused']} ({s['cut_in_rate']:.0%})  "
+                f"complete wait p50 {s['wait_p50_ms']:.0f} p90 {s['wait_p90_ms']:.0f} ms  (n={s['complete']})"
+            )
+    best_name = keys[0]
+    hi, lo = chosen[best_name]
+    print(f"\nper class (chosen: {best_name}, thresholds {hi:.2f} / {lo:.2f}):")
+    for split in ("tune", "check"):
+        for cls, c in sorted(report["models"][best_name][split]["by_class"].items()):
+            extra = (
+                f"cut-ins {c['cut_ins']}/{c['n']}"
+                if "cut_ins" in c
+                else f"wait p50 {c['wait_p50_ms']:.0f} p90 {c['wait_p90_ms']:.0f} ms (n={c['n']})"
+            )
+            print(f"  {split:<6} {cls:<34} {extra}")
+    # The trade-off curve: one threshold swept between the short wait and the cap, on both splits.
+    curve = {}
+    for name in results:
+        for split in ("tune", "check"):
+            sel, ps = curves[(name, split)]
+            pts = []
+            for t in grid:
+                s = score(sel, ps, t, t)
+                pts.append((t, s["cut_in_rate"], s["wait_mean_ms"], s["wait_p90_ms"]))
+            curve[f"{name}/{split}"] = pts
+    report["curve"] = curve
+    report["levels_ms"] = levels
+    (out / "fit.json").write_text(json.dumps(report, indent=1))
+    if args.plot:
+        _plot(report, chosen, Path(args.plot))
+    if args.write:
+        # Syntax alone is reported, not shipped: without a signal the policy uses the generic cues.
+        cal = Calibration(
+            weights={k: v.tolist() for k, v in results.items() if k != "syntax"},
+            thresholds={k: list(v) for k, v in chosen.items() if k != "syntax"},
+            levels_ms=levels,
+        )
+        path = Path(__file__).resolve().parent.parent / "voiceloop" / "turn" / "calibration.json"
+        cal.save(path)
+        print(f"wrote {path}")
+
+
+def _plot(report: dict, chosen: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    colors = {"text+audio": "tab:blue", "text": "tab:orange", "audio": "tab:green", "syntax": "tab:grey"}
+    for key, pts in report["curve"].items():
+        name, split = key.rsplit("/", 1)
+        name = name.split("@")[0]
+        ax.plot(
+            [p[2] for p in pts],
+            [100 * p[1] for p in pts],
+            "-" if split == "check" else ":",
+            color=colors[name],
+            label=f"{name} ({split})",
+            marker="." if split == "check" else None,
+        )
+    for name, m in report["models"].items():
+        s = m["check"]
+        color = colors[name.split("@")[0]]
+        ax.plot([s["wait_mean_ms"]], [100 * s["cut_in_rate"]], "*", color=color, markersize=14)
+    ax.axhline(12.5, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("complete turns: mean silence waited (ms)")
+    ax.set_ylabel("paused turns talked over (%)")
+    ax.set_title(
+        "End-of-turn trade-off (short-wait threshold swept)\n* = chosen operating point on the check split", fontsize=10
+    )
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("synth")
+    p.add_argument("out")
+    p.set_defaults(fn=cmd_synth)
+    p = sub.add_parser("features")
+    p.add_argument("out")
+    p.add_argument("--llm")
+    p.set_defaults(fn=cmd_features)
+    p = sub.add_parser("fit")
+    p.add_argument("out")
+    p.add_argument("--plot")
+    p.add_argument("--write", action="store_true")
+    p.add_argument("--l2", type=float, default=1.0)
+    p.add_argument("--short-ms", type=float, default=170.0)
+    p.add_argument("--mid-ms", type=float, default=400.0)
+    p.add_argument("--long-ms", type=float, default=1000.0)
+    p.add_argument("--max-wait-p90", type=float, default=400.0)
+    p.set_defaults(fn=cmd_fit)
+    args = ap.parse_args()
+    args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""The end-of-turn decision: the calibration and policy with fakes, then the real LLM signals, smart-turn
+and the agent on spliced speech."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from test_agent_fakes import FakeASR, FakeLLM, FakeTTS, _frames
+
+from voiceloop import AgentOptions, Engines, VoiceAgent
+from voiceloop.core.clock import MonotonicClock
+from voiceloop.core.events import Interrupted, ReplyAudio, TurnMetrics
+from voiceloop.turn import CalibratedEndpointing, Calibration, EndOfTurnEvidence
+from voiceloop.turn.policy import CALIBRATION, FEATURES, default_policy, features, fit_logistic
+
+MODEL = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+
+
+def test_fit_logistic_learns_a_separating_direction():
+    rng = np.random.default_rng(0)
+    x1 = rng.normal(1.5, 1.0, 200)
+    y = (x1 + rng.normal(0, 0.5, 200) > 1.5).astype(float)
+    x = np.stack([np.ones(200), x1], axis=1)
+    w = fit_logistic(x, y, l2=0.1)
+    p = 1 / (1 + np.exp(-(x @ w)))
+    assert w[1] > 1.0
+    assert ((p > 0.5) == (y == 1)).mean() > 0.8
+
+
+def test_shipped_calibration_loads_and_covers_every_kind():
+    cal = Calibration.load()
+    data = json.loads(CALIBRATION.read_text())
+    assert tuple(data["features"]) == FEATURES
+    assert {f"text+audio@{MODEL}", f"text@{MODEL}", "audio"} <= set(cal.weights)
+    for key, w in cal.weights.items():
+        assert len(w) == len(FEATURES), key
+        hi, lo = cal.thresholds[key]
+        assert 0 <= lo <= hi <= 1
+    short, mid, long = cal.levels_ms
+    assert short < mid < long
+    assert isinstance(default_policy(), CalibratedEndpointing)
+
+
+def test_the_llm_signals_drive_the_probability():
+    cal = Calibration.load()
+    done = EndOfTurnEvidence("What time is it?", text_eom=0.97, text_punct=0.8, model=MODEL)
+    open_ = EndOfTurnEvidence("What time is it?", text_eom=0.97, text_punct=0.001, model=MODEL)
+    assert cal.probability(done) > cal.probability(open_)
+    unclosed_low = EndOfTurnEvidence("what time does the", text_eom=1e-9, text_punct=1e-4, model=MODEL)
+    unclosed_high = EndOfTurnEvidence("turn the lights off", text_eom=1e-3, text_punct=0.6, model=MODEL)
+    assert cal.probability(unclosed_high) > cal.probability(unclosed_low)
+
+
+def test_no_phrase_lists_only_signals_and_syntax():
+    """Two lines with the same signals and the same syntax get the same probability, whatever they are about."""
+    cal = Calibration.load()
+    a = EndOfTurnEvidence("Book a table.", text_eom=0.5, text_punct=0.3, audio=0.7, model=MODEL)
+    b = EndOfTurnEvidence("Read a poem.", text_eom=0.5, text_punct=0.3, audio=0.7, model=MODEL)
+    assert cal.probability(a) == cal.probability(b)
+    assert features(a) == features(b)
+
+
+def test_calibration_falls_back_when_the_llm_is_not_calibrated():
+    cal = Calibration.load()
+    other = EndOfTurnEvidence("Yes.", text_eom=0.9, text_punct=0.9, audio=0.8, model="some-other.gguf")
+    assert cal.key(other) == "audio"  # an uncalibrated LLM's probabilities are not trusted
+    assert cal.key(EndOfTurnEvidence("Yes.", text_eom=0.9, model="some-other.gguf")) is None  # -> generic cues
+    pol = CalibratedEndpointing(cal)
+    assert pol.decide("Call the dentist and", None, EndOfTurnEvidence("Call the dentist and")).silence_ms >= 1000
+    assert pol.decide("Call the dentist and", None, None).reason == "trailing_word"
+    assert cal.key(EndOfTurnEvidence("Yes.", text_eom=0.9, audio=0.5, model=MODEL)) == f"text+audio@{MODEL}"
+    assert cal.key(EndOfTurnEvidence("Yes.", text_eom=0.9, model=MODEL)) == f"text@{MODEL}"
+
+
+def test_policy_maps_probability_to_three_waits():
+    cal = Calibration(
+        weights={"audio": [0.0] * len(FEATURES)}, thresholds={"audio": [0.8, 0.5]}, levels_ms=(170, 400, 1000)
+    )
+    pol = CalibratedEndpointing(cal, cap_ms=1500)
+    ev = EndOfTurnEvidence("Yes.", audio=0.5)
+    assert pol.decide("Yes.", 0.9, ev).silence_ms == 170 and pol.decide("Yes.", 0.9, ev).reason == "confident"
+    assert pol.decide("Yes.", 0.6, ev).silence_ms == 400 and pol.decide("Yes.", 0.6, ev).reason == "unsure"
+    assert pol.decide("Yes.", 0.1, ev).silence_ms == 1000 and pol.decide("Yes.", 0.1, ev).reason == "unfinished"
+    assert pol.decide(None, None, None).silence_ms == 1500
+    assert pol.required_silence_ms("Yes.", end_of_turn=None, evidence=ev) == pol.fallback.complete_ms  # cues
+
+
+class SignalLLM(FakeLLM):
+    """A fake LLM that also reports end-of-turn signals: low for the unfinished line."""
+
+    model_path = MODEL
+
+    def turn_signals(self, history, user_text):
+        if user_text.endswith("?"):
+            return {"eom": 0.98, "punct": 0.9}
+        return {"eom": 1e-9, "punct": 1e-4}
+
+
+async def test_agent_holds_audio_through_a_pause_the_signals_call_unfinished(data_dir):
+    from voiceloop.audio.files import read_audio_16k
+
+    speech = read_audio_16k(data_dir / "voice2json_would_you_please_turn_on_living_room_lamp.wav")
+    half = speech.shape[0] // 2
+    # A 700 ms pause mid-sentence ("Would you please turn on ... the lamp?").
+    audio = np.concatenate([speech[:half], np.zeros(11200, np.float32), speech[half:], np.zeros(3 * 16000, np.float32)])
+    llm = SignalLLM()
+    engines = Engines(asr=FakeASR(split_s=half / 16000 + 0.4), llm=llm, tts=FakeTTS())
+    clock = MonotonicClock()
+    # A policy that trusts the text signals: P(end) = sigmoid(logit(punct)).
+    w = [0.0] * len(FEATURES)
+    w[FEATURES.index("closed*text_punct")] = 4.0
+    w[FEATURES.index("unclosed*text_punct")] = 4.0
+    cal = Calibration(weights={f"text@{MODEL}": w}, thresholds={f"text@{MODEL}": [0.5, 0.5]})
+    agent = VoiceAgent(
+        engines=engines, options=AgentOptions(prefill=False), clock=clock, endpointing=CalibratedEndpointing(cal)
+    )
+    events = [ev async for ev in agent.process(_frames(audio, clock))]
+    metrics = [e for e in events if isinstance(e, TurnMetrics)]
+    assert len(metrics) == 1
+    rec = metrics[0].record
+    assert rec.transcript == "Would you please turn on the lamp?"
+    assert rec.discarded >= 1  # the attempt at the pause was held, then discarded
+    assert not any(isinstance(e, Interrupted) for e in events)
+    release = rec.extra["release"]
+    assert release["reason"] == "confident" and release["p_end"] > 0.85
+    assert release["waited_ms"] >= release["required_ms"] == 170
+    assert rec.marks["first_audio_out"] >= rec.marks["turn_end"]
+    assert any(isinstance(e, ReplyAudio) for e in events)
+    engines.close()
+
+
+# -- real models -------------------------------------------------------------------------------------
+@pytest.mark.models
+def test_real_llm_reads_end_of_turn_signals_with_its_prompt(engines):
+    llm = engines.llm
+    for text in ("What time is it?", "What time does the"):
+        list(llm.stream([], text, max_tokens=2))
+    done, open_ = llm.turn_signals([], "What time is it?"), llm.turn_signals([], "What time does the")
+    assert done["eom"] > 0.5 and open_["eom"] < 0.01
+    assert done["punct"] > open_["punct"]
+    # The signals come with the reply's own prompt evaluation: the same greedy reply as before.
+    a = "".join(llm.stream([], "Name a colour.", max_tokens=8))
+    llm.llm.n_tokens = 0  # cold cache: a different split of the evaluation
+    b = "".join(llm.stream([], "Name a colour.", max_tokens=8))
+    assert a == b and a.strip()
+
+
+@pytest.mark.models
+def test_smart_turn_scores_real_audio(data_dir):
+    from voiceloop.audio.files import read_audio_16k
+    from voiceloop.turn.smart_turn import SmartTurn
+
+    st = SmartTurn()
+    speech = read_audio_16k(data_dir / "voice2json_would_you_please_turn_on_living_room_lamp.wav")
+    p_full = st.probability(np.concatenate([speech, np.zeros(3200, np.float32)]))
+    assert 0.0 <= p_full <= 1.0 and st.last_ms > 0
+    assert st.probability(np.concatenate([speech, np.zeros(3200, np.float32)])) == pytest.approx(p_full)
+    assert p_full > 0.5  # a finished request read by a human speaker
+
+
+@pytest.mark.models
+async def test_real_agent_does_not_talk_into_a_mid_sentence_pause(engines, paced_frames):
+    """Piper says "What time does the" and, after a 700 ms pause, "pharmacy close tonight?": one turn."""
+    tts = engines.tts
+    from voiceloop.audio.resample import resample
+
+    def say(text: str) -> np.ndarray:
+        pcm = np.concatenate(list(tts.synthesize(text))).astype(np.float32) / 32768.0
+        return resample(pcm, tts.sample_rate, 16000)
+
+    audio = np.concatenate(
+        [say("What time does the"), np.zeros(11200, np.float32), say("pharmacy close tonight?"), np.zeros(48000, np.float32)]
+    )
+    clock = MonotonicClock()
+    agent = VoiceAgent(engines=engines, clock=clock)
+    events = [ev async for ev in agent.process(paced_frames(audio, clock))]
+    recs = [e.record for e in events if isinstance(e, TurnMetrics)]
+    kept = [r for r in recs if not r.extra.get("merged_into_next")]
+    assert len(kept) == 1, [(r.transcript, r.extra) for r in recs]
+    rec = kept[0]
+    assert "pharmacy" in rec.transcript.lower()
+    assert not rec.extra.get("continued_after_cut_in"), "the agent spoke into the pause"
+    assert rec.extra["release"]["signals"]["text_eom"] is not None
+    assert rec.reply

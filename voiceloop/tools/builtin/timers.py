@@ -1,0 +1,166 @@
+"""Timers and reminders that speak when they are due, also in the middle of a conversation.
+
+A ``Timers`` is a tool set bound to one conversation: pass it in ``VoiceAgent(tools=[..., Timers()])``.
+Its tools (set, cancel, list) run on the tool thread; its ``run`` loop runs on the agent's event loop
+and hands each due message to ``agent.announce``, which waits for a turn in progress to end rather
+than talking over it. Time comes from the agent's clock (replaceable in tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from ...core.clock import DEFAULT_CLOCK, Clock
+from ..base import Tool, tool
+
+NS = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    id: int
+    label: str
+    message: str
+    due_ns: int
+
+
+def _spoken_duration(seconds: float) -> str:
+    s = round(seconds)
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    parts = [f"{h} hour{'s' * (h != 1)}"] * bool(h) + [f"{m} minute{'s' * (m != 1)}"] * bool(m)
+    parts += [f"{sec} second{'s' * (sec != 1)}"] * bool(sec or not parts)
+    return " and ".join(parts)
+
+
+class Timers:
+    def __init__(self, *, clock: Clock = DEFAULT_CLOCK, wall: Callable[[], datetime] = datetime.now) -> None:
+        self.clock = clock
+        self.wall = wall
+        self._items: dict[int, Due] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._changed: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.fired: list[tuple[Due, int]] = []
+        """(timer, the clock's ns when it was handed to the announcer): for tests and the profile."""
+
+    # -- the tools -----------------------------------------------------------------------------------
+    def tools(self) -> list[Tool]:
+        return [tool(self.set_timer), tool(self.set_reminder), tool(self.cancel_timer), tool(self.list_timers)]
+
+    def _add(self, label: str, message: str, seconds: float) -> Due:
+        if not 0 < seconds <= 7 * 86400:
+            raise ValueError("a timer runs between one second and a week")
+        with self._lock:
+            item = Due(next(self._ids), label, message, self.clock.now_ns() + int(seconds * NS))
+            self._items[item.id] = item
+        self._poke()
+        return item
+
+    def set_timer(self, minutes: float = 0.0, seconds: float = 0.0, label: str | None = None) -> str:
+        """Start a countdown timer that rings (speaks) when it is over.
+
+        Args:
+            minutes: how many minutes it runs (with seconds, if any).
+            seconds: how many seconds it runs (with minutes, if any).
+            label: what it is for, e.g. "pasta"; optional.
+        """
+        total = minutes * 60 + seconds
+        name = label or "timer"
+        what = f"The {name} timer is done." if label else "Your timer is done."
+        self._add(name, what, total)
+        return f"{name} set for {_spoken_duration(total)}"
+
+    def set_reminder(self, text: str, in_minutes: float | None = None, at: str | None = None) -> str:
+        """Remind the user of something later, by speaking it at that time.
+
+        Args:
+            text: what to remind them of, e.g. "call your mother".
+            in_minutes: in how many minutes (use this or at).
+            at: a clock time today or tomorrow, "HH:MM" in 24-hour form, e.g. "18:30" (use this or in_minutes).
+        """
+        if in_minutes is None and not at:
+            raise ValueError("say when: in_minutes or at")
+        if at:
+            m = re.fullmatch(r"\s*(\d{1,2})(?::(\d{2}))?\s*(am|pm)?\s*", at.lower())
+            if not m:
+                raise ValueError(f"cannot read the time {at!r}; use HH:MM")
+            hour, minute = int(m.group(1)) % 24, int(m.group(2) or 0)
+            if m.group(3) == "pm" and hour < 12:
+                hour += 12
+            now = self.wall()
+            target = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+            if target <= now:
+                target += timedelta(days=1)
+            seconds = (target - now).total_seconds()
+        else:
+            seconds = float(in_minutes or 0) * 60
+        self._add("reminder", f"Reminder: {text.strip().rstrip('.')}.", seconds)
+        return f"reminder set for {_spoken_duration(seconds)} from now: {text}"
+
+    def cancel_timer(self, label: str | None = None) -> str:
+        """Cancel a timer or reminder (the latest one if no label is given).
+
+        Args:
+            label: the timer's label, e.g. "pasta", or "reminder".
+        """
+        with self._lock:
+            items = [i for i in self._items.values() if label is None or i.label == label]
+            if not items:
+                return "there is no such timer"
+            item = max(items, key=lambda i: i.id)
+            del self._items[item.id]
+        self._poke()
+        return f"cancelled the {item.label}"
+
+    def list_timers(self) -> str:
+        """List the timers and reminders that are running, with the time left on each."""
+        now = self.clock.now_ns()
+        with self._lock:
+            items = sorted(self._items.values(), key=lambda i: i.due_ns)
+        if not items:
+            return "no timers are running"
+        return "; ".join(f"{i.label}: {_spoken_duration((i.due_ns - now) / NS)} left" for i in items)
+
+    # -- the scheduler -------------------------------------------------------------------------------
+    def _poke(self) -> None:
+        if self._loop is not None and self._changed is not None:
+            self._loop.call_soon_threadsafe(self._changed.set)
+
+    def pending(self) -> list[Due]:
+        with self._lock:
+            return sorted(self._items.values(), key=lambda i: i.due_ns)
+
+    async def run(self, announce: Callable[[str, int], Awaitable[None]], *, tick_s: float = 0.02) -> None:
+        """Hand each due item to ``announce(message, due_ns)``; runs until cancelled. Sleeps until the next
+        due time (woken early when timers change), in steps of at most ``tick_s`` so a test clock that is
+        moved by hand is noticed within one tick."""
+        self._loop = asyncio.get_running_loop()
+        self._changed = asyncio.Event()
+        speaking: set[asyncio.Task[None]] = set()
+        while True:
+            items = self.pending()
+            now = self.clock.now_ns()
+            due = [i for i in items if i.due_ns <= now]
+            for item in due:
+                with self._lock:
+                    if self._items.pop(item.id, None) is None:
+                        continue
+                self.fired.append((item, now))
+                task = asyncio.ensure_future(announce(item.message, item.due_ns))
+                speaking.add(task)
+                task.add_done_callback(speaking.discard)
+            rest = [i for i in items if i.due_ns > now]
+            wait = min([tick_s, *((i.due_ns - now) / NS for i in rest[:1])])
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), timeout=max(wait, 0.001))
+            except TimeoutError:
+                pass

@@ -1,0 +1,67 @@
+"""smart-turn v3.2, pipecat's open end-of-turn audio model (BSD-2), run from the pipecat-ai wheel.
+
+8 s of 16 kHz audio in (the end of the utterance, zero-padded at the front), P(the speaker is done)
+out, from intonation and rhythm rather than words. Needs the ``turn`` extra (onnxruntime and
+pipecat-ai, which carries the 8.7 MB int8 ONNX file and its numpy feature extractor).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelNotFoundError
+
+log = logging.getLogger("voiceloop.turn")
+
+RATE = 16000
+WINDOW_S = 8
+MODEL_FILE = "smart-turn-v3.2-cpu.onnx"
+
+
+def bundled_model_path() -> Path:
+    """The ONNX file inside the installed pipecat-ai wheel."""
+    try:
+        path = Path(str(resources.files("pipecat.audio.turn.smart_turn.data").joinpath(MODEL_FILE)))
+    except ModuleNotFoundError:
+        raise ModelNotFoundError(
+            "smart-turn needs the pipecat-ai wheel (it ships the model): pip install 'voiceloop[turn]'"
+        ) from None
+    if not path.is_file():
+        raise ModelNotFoundError(f"smart-turn model missing from the pipecat-ai wheel: {path}")
+    return path
+
+
+class SmartTurn:
+    """P(end of turn) from the audio alone. Blocking (~10-60 ms): call it from a worker thread."""
+
+    def __init__(self, model_path: str | Path | None = None, *, threads: int = 1) -> None:
+        try:
+            import onnxruntime as ort
+            from pipecat.audio.turn.smart_turn._whisper_features import compute_whisper_log_mel_features
+        except ImportError as exc:
+            raise ModelNotFoundError(f"smart-turn needs the turn extra: pip install 'voiceloop[turn]' ({exc})") from None
+        self._features = compute_whisper_log_mel_features
+        path = Path(model_path) if model_path else bundled_model_path()
+        so = ort.SessionOptions()
+        so.inter_op_num_threads = 1
+        so.intra_op_num_threads = threads
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        self._session = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+        self.model_path = path
+        self.last_ms = 0.0
+
+    def probability(self, audio16k: np.ndarray) -> float:
+        t0 = time.perf_counter_ns()
+        n = WINDOW_S * RATE
+        x = np.asarray(audio16k, dtype=np.float32)[-n:]
+        if len(x) < n:
+            x = np.pad(x, (n - len(x), 0))
+        mel = self._features(x, do_normalize=True)
+        out = self._session.run(None, {"input_features": mel[None].astype(np.float32)})
+        self.last_ms = (time.perf_counter_ns() - t0) / 1e6
+        return float(np.asarray(out[0]).reshape(-1)[0])
