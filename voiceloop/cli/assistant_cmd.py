@@ -8,6 +8,7 @@ import signal
 import sys
 
 from .llm_args import add_llm_args, llama_options
+from .tool_args import add_tool_args, tool_factory
 from .turn_args import add_turn_args, endpointing, turn_audio
 
 
@@ -22,6 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--whisper", help="a CTranslate2 Whisper model directory")
     add_llm_args(p)
     add_turn_args(p)
+    add_tool_args(p, default_on=True)
     p.add_argument("--voice", help="a Piper voice .onnx")
     p.set_defaults(func=run)
 
@@ -99,6 +101,7 @@ async def _assistant(engines, args: argparse.Namespace) -> None:
         engines=engines,
         options=AgentOptions(strategy=args.strategy, system=args.system),
         endpointing=endpointing(args) if args.strategy == "speculative" else None,
+        tools=(make := tool_factory(args)) and make(),
     )
     dac: dict[int, int] = {}
     started: set[int] = set()

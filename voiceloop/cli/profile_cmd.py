@@ -11,6 +11,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..metrics.budget import Budgets
 from .llm_args import add_llm_args, llama_options
+from .tool_args import add_tool_args, tool_factory
 from .turn_args import add_turn_args, endpointing, turn_audio
 
 
@@ -27,6 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--whisper", help="a CTranslate2 Whisper model directory")
     add_llm_args(p)
     add_turn_args(p)
+    add_tool_args(p, default_on=False)
     p.add_argument("--voice", help="a Piper voice .onnx")
     p.add_argument("--llm-url", help="use an OpenAI-compatible server instead of the local GGUF, e.g. http://host:8080/v1")
     p.add_argument(
@@ -85,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
                 separate=args.separate,
                 system=args.system,
                 endpointing=endpointing(args),
+                tools=tool_factory(args),
             )
         )
         report = build_report(

@@ -8,6 +8,7 @@ import os
 import sys
 
 from .llm_args import add_llm_args, llama_options
+from .tool_args import add_tool_args, tool_factory
 from .turn_args import add_turn_args, endpointing, turn_audio
 
 
@@ -22,6 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--whisper", help="a CTranslate2 Whisper model directory")
     add_llm_args(p)
     add_turn_args(p)
+    add_tool_args(p, default_on=False)
     p.add_argument("--voice", help="a Piper voice .onnx")
     p.set_defaults(func=run)
 
@@ -42,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         allowed_origins=tuple(args.allow_origin),
         agent=AgentOptions(system=args.system),
         endpointing=endpointing(args),
+        tools=tool_factory(args),
     )
     if not is_loopback(args.host) and not args.token:
         # Check before loading models: the answer does not depend on them.

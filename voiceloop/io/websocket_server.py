@@ -18,6 +18,7 @@ import ipaddress
 import itertools
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from importlib import resources
@@ -71,6 +72,8 @@ class BridgeOptions:
     agent: AgentOptions = field(default_factory=AgentOptions)
     endpointing: EndpointingPolicy | None = None
     """The end-of-turn policy for every session (stateless, shared); None = the agent's default."""
+    tools: Callable[[], list] | None = None
+    """Makes each session's tools (a session's timers are its own); None = no tools."""
 
 
 class BridgeServer:
@@ -188,7 +191,11 @@ class _Session:
                 return
             self.rate = hello.sample_rate
             self.agent = VoiceAgent(
-                engines=self.server.engines, options=o.agent, clock=self.server.clock, endpointing=o.endpointing
+                engines=self.server.engines,
+                options=o.agent,
+                clock=self.server.clock,
+                endpointing=o.endpointing,
+                tools=o.tools() if o.tools else None,
             )
             await self.ws.send(
                 dumps(
@@ -336,7 +343,11 @@ class _TwilioSession(_Session):
                         return
                     self.stream_sid = start.get("streamSid") or msg.get("streamSid", "")
                     self.agent = VoiceAgent(
-                        engines=self.server.engines, options=o.agent, clock=self.server.clock, endpointing=o.endpointing
+                        engines=self.server.engines,
+                        options=o.agent,
+                        clock=self.server.clock,
+                        endpointing=o.endpointing,
+                        tools=o.tools() if o.tools else None,
                     )
                     self._events = asyncio.create_task(self._send_events(), name=f"twilio-{self.id}-events")
                 elif event == "media" and self.agent is not None:

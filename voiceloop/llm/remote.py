@@ -63,12 +63,19 @@ class RemoteBackend(LLMBackend):
         conn.sock.settimeout(self.options.read_timeout_s)
         return conn
 
-    def _body(self, history: list[Message], user_text: str, max_tokens: int) -> tuple[str, dict]:
+    def _body(
+        self,
+        history: list[Message],
+        user_text: str,
+        max_tokens: int,
+        tools: list[dict] | None = None,
+        after: list[Message] | None = None,
+    ) -> tuple[str, dict]:
         o = self.options
         if o.api == "completions":
             return "/completions", {
                 "model": o.model,
-                "prompt": self.prompt.render(history, user_text),
+                "prompt": self.prompt.render(history, user_text, tools=tools, after=after),
                 "stop": list(self.prompt.stop),
                 "max_tokens": max_tokens,
                 "temperature": o.temperature,
@@ -78,13 +85,17 @@ class RemoteBackend(LLMBackend):
         messages = [{"role": "system", "content": system or o.system}]
         messages += [{"role": m.role, "content": m.content} for m in history]
         messages.append({"role": "user", "content": user_text})
-        return "/chat/completions", {
+        messages += _openai_after(after or [])
+        body = {
             "model": o.model,
             "messages": messages,
             "max_tokens": max_tokens,
             "temperature": o.temperature,
             "stream": True,
         }
+        if tools:
+            body["tools"] = tools  # the standard field; calls come back as delta.tool_calls
+        return "/chat/completions", body
 
     def stream(
         self,
@@ -94,9 +105,12 @@ class RemoteBackend(LLMBackend):
         stop: threading.Event | None = None,
         max_tokens: int = 64,
         stats: GenerationStats | None = None,
+        tools: list[dict] | None = None,
+        after: list[Message] | None = None,
     ) -> Iterator[str]:
         st = stats if stats is not None else GenerationStats()
-        path, body = self._body(history, user_text, max_tokens)
+        path, body = self._body(history, user_text, max_tokens, tools, after)
+        calls: dict[int, dict[str, str]] = {}
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
         if self.options.api_key:
             headers["Authorization"] = f"Bearer {self.options.api_key}"
@@ -127,6 +141,7 @@ class RemoteBackend(LLMBackend):
                     ) from None
                 if not line:
                     st.finish_reason = st.finish_reason or "eos"
+                    yield from _tagged(calls)
                     return
                 line = line.strip()
                 if not line.startswith(b"data:"):
@@ -134,12 +149,20 @@ class RemoteBackend(LLMBackend):
                 data = line[5:].strip()
                 if data == b"[DONE]":
                     st.finish_reason = st.finish_reason or "stop"
+                    yield from _tagged(calls)
                     return
                 try:
                     choice = json.loads(data)["choices"][0]
                 except (ValueError, KeyError, IndexError):
                     continue
-                text = choice.get("text") if "text" in choice else (choice.get("delta") or {}).get("content")
+                delta = choice.get("delta") or {}
+                for tc in delta.get("tool_calls") or []:
+                    # Streamed in pieces: the name first, the arguments' JSON in fragments.
+                    acc = calls.setdefault(int(tc.get("index", 0)), {"name": "", "arguments": ""})
+                    fn = tc.get("function") or {}
+                    acc["name"] += fn.get("name") or ""
+                    acc["arguments"] += fn.get("arguments") or ""
+                text = choice.get("text") if "text" in choice else delta.get("content")
                 if choice.get("finish_reason"):
                     st.finish_reason = choice["finish_reason"]
                 if not text:
@@ -153,3 +176,45 @@ class RemoteBackend(LLMBackend):
                 yield text
         finally:
             conn.close()  # closing the socket is how a client cancels a streamed completion
+
+
+def _tagged(calls: dict[int, dict[str, str]]) -> Iterator[str]:
+    """OpenAI tool_calls, written the way voiceloop's call filter reads them (``<tool_call>{...}</tool_call>``)."""
+    for i in sorted(calls):
+        c = calls[i]
+        try:
+            args = json.loads(c["arguments"] or "{}")
+        except ValueError:
+            args = c["arguments"]  # left as the server sent it: the call filter reports it malformed
+        body = (
+            json.dumps({"name": c["name"], "arguments": args})
+            if isinstance(args, dict)
+            else ('{"name": ' + json.dumps(c["name"]) + ', "arguments": ' + str(args) + "}")
+        )
+        yield f"<tool_call>\n{body}\n</tool_call>"
+
+
+def _openai_after(after: list[Message]) -> list[dict]:
+    """voiceloop's tool round (assistant calls in tag form, then tool results) as OpenAI messages."""
+    from ..tools.calls import ToolCallFilter
+
+    out: list[dict] = []
+    ids: list[str] = []
+    for m in after:
+        if m.role == "assistant":
+            f = ToolCallFilter()
+            text = f.feed(m.content) + f.flush()
+            ids = [f"call_{len(out)}_{i}" for i in range(len(f.calls))]
+            out.append(
+                {
+                    "role": "assistant",
+                    "content": text.strip() or None,
+                    "tool_calls": [
+                        {"id": cid, "type": "function", "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}
+                        for cid, c in zip(ids, f.calls, strict=True)
+                    ],
+                }
+            )
+        elif m.role == "tool":
+            out.append({"role": "tool", "tool_call_id": ids.pop(0) if ids else "call_0", "content": m.content})
+    return out

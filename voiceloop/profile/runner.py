@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import platform
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,6 +98,7 @@ async def profile_inputs(
     clock: Clock = DEFAULT_CLOCK,
     system: str | None = None,
     endpointing: EndpointingPolicy | None = None,
+    tools: Callable[[], list] | None = None,
 ) -> tuple[list[InputSpan], LatencyBudgeter]:
     budgeter = LatencyBudgeter(budgets or Budgets())
     vad = SileroVAD(engines.vad_model)
@@ -114,6 +115,7 @@ async def profile_inputs(
             budgeter=budgeter,
             clock=clock,
             endpointing=endpointing if strategy == "speculative" else None,
+            tools=tools() if tools else None,
         )
         spans = [g[0] for g in group]
         turn_span: dict[int, InputSpan] = {}

@@ -1,0 +1,226 @@
+"""Tool calling on voiceloop's own request set (examples/tools/requests.json).
+
+    # ask the LLM directly with the text (no ASR): right tool + arguments, false calls, per split
+    python examples/tool_eval.py text [--llm NAME] [--grammar]
+    # speak the requests (Piper joe + an espeak-ng voice), run them through the real pipeline, score
+    python examples/tool_eval.py synth OUT_DIR
+    python examples/tool_eval.py serve-lights 8123 &          # the HTTP endpoint the light tools call
+    voiceloop profile OUT_DIR/*.wav --separate --tools --home-assistant http://127.0.0.1:8123 --json out.json
+    python examples/tool_eval.py score out.json OUT_DIR
+
+A request counts as right when the first call names the expected tool with the expected arguments
+(timers by total seconds, reminders by their time and a word of their text, conversions by value
+and units, lights by entity id). A no-tool request counts as a false call when any tool is called.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REQUESTS = HERE / "tools" / "requests.json"
+ESPEAK_VOICES = ("en-us+m3", "en-gb+f2")
+
+
+def load() -> list[dict]:
+    return json.loads(REQUESTS.read_text())["requests"]
+
+
+def eval_tools() -> list:
+    from voiceloop.tools import HomeAssistant, Timers, builtin_tools
+
+    return [*builtin_tools(), *Timers().tools(), *HomeAssistant("http://127.0.0.1:9", token="x").tools()]
+
+
+def _unit(u: Any) -> str:
+    return str(u or "").lower().replace("°", "").strip()
+
+
+def right(req: dict, call: dict | None) -> bool:
+    """Does the first call match the request's expected tool and arguments?"""
+    if call is None or call.get("name") != req["tool"]:
+        return False
+    a, e = call.get("arguments") or {}, req["expect"]
+    try:
+        if req["tool"] == "set_timer":
+            return abs(float(a.get("minutes") or 0) * 60 + float(a.get("seconds") or 0) - e["seconds"]) < 1
+        if req["tool"] == "set_reminder":
+            ok_text = e["text"] in str(a.get("text", "")).lower()
+            if "at" in e:
+                at = str(a.get("at") or "").lower().replace(".", "").strip()
+                hh, _, mm = e["at"].partition(":")
+                variants = {e["at"], f"{int(hh)}:{mm}", f"{int(hh) % 12 or 12}:{mm} pm", f"{int(hh) % 12 or 12}:{mm} am"}
+                return ok_text and at in variants
+            return ok_text and abs(float(a.get("in_minutes") or -1) - e["in_minutes"]) < 0.01
+        if req["tool"] == "current_time":
+            place = str(a.get("place") or "").lower()
+            return (not place or place in ("local", "here")) if e["place"] is None else e["place"] in place
+        if req["tool"] == "calculate":
+            from voiceloop.tools.builtin.calculator import evaluate
+
+            return abs(float(evaluate(str(a.get("expression", "")))) - e["value"]) < 1e-6
+        if req["tool"] == "convert_units":
+            return (
+                abs(float(a.get("value")) - e["value"]) < 1e-6
+                and _unit(a.get("from_unit")).startswith(e["frm"])
+                and _unit(a.get("to_unit")).startswith(e["to"])
+            )
+        if req["tool"] in ("turn_on_light", "turn_off_light"):
+            from voiceloop.tools.builtin.home_assistant import entity_id
+
+            ok = entity_id(str(a.get("area", ""))) == e["entity"]
+            if "brightness" in e:
+                ok = ok and int(a.get("brightness_percent") or 0) == e["brightness"]
+            return ok
+    except (TypeError, ValueError):
+        return False
+    return False
+
+
+def report(rows: list[tuple[dict, dict | None, str]], label: str) -> dict:
+    out: dict[str, Any] = {"label": label}
+    for split in ("tune", "check", "all"):
+        sel = [(r, c) for r, c, _ in rows if split == "all" or r["split"] == split]
+        tool_reqs = [(r, c) for r, c in sel if r["tool"]]
+        plain = [(r, c) for r, c in sel if not r["tool"]]
+        out[split] = {
+            "right": sum(right(r, c) for r, c in tool_reqs),
+            "tool_requests": len(tool_reqs),
+            "false_calls": sum(c is not None for _, c in plain),
+            "no_tool_requests": len(plain),
+        }
+    a = out["all"]
+    print(
+        f"{label}: right tool+args {a['right']}/{a['tool_requests']} = {a['right'] / max(1, a['tool_requests']):.0%}, "
+        f"false calls {a['false_calls']}/{a['no_tool_requests']} = {a['false_calls'] / max(1, a['no_tool_requests']):.0%}  "
+        f"(check: {out['check']['right']}/{out['check']['tool_requests']}, "
+        f"false {out['check']['false_calls']}/{out['check']['no_tool_requests']})"
+    )
+    return out
+
+
+def cmd_text(args: argparse.Namespace) -> None:
+    from voiceloop.cli.llm_args import resolve_model
+    from voiceloop.llm.llama import LlamaBackend, LlamaOptions
+    from voiceloop.tools import ToolCallFilter, check_call
+
+    tools = eval_tools()
+    by_name = {t.name: t for t in tools}
+    schemas = [t.schema() for t in tools]
+    llm = LlamaBackend(LlamaOptions(model=resolve_model(args.llm), **({"tool_grammar": True} if args.grammar else {})))
+    rows = []
+    for req in load():
+        t0 = time.perf_counter()
+        text = "".join(llm.stream([], req["text"], max_tokens=96, tools=schemas))
+        f = ToolCallFilter()
+        spoken = f.feed(text) + f.flush()
+        call = None
+        if f.calls:
+            c = check_call(f.calls[0], by_name)
+            call = {"name": c.name, "arguments": c.arguments, "error": c.error}
+        ok = right(req, call) if req["tool"] else call is None
+        print(
+            f"{'ok ' if ok else 'BAD'} {req['id']} {req['text'][:45]:<45} -> {call or spoken.strip()[:60]!r} "
+            f"({(time.perf_counter() - t0) * 1000:.0f} ms)"
+        )
+        rows.append((req, call, spoken))
+    out = report(rows, f"{llm.model_path.name}{' +grammar' if args.grammar else ''}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1))
+
+
+def cmd_synth(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from voiceloop.audio.files import write_wav
+    from voiceloop.tts.piper import PiperTTS
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tts = PiperTTS()
+    manifest = []
+    for n, r in enumerate(load()):
+        name = f"{r['id']}-piper-joe.wav"
+        write_wav(out / name, np.concatenate(list(tts.synthesize(r["text"]))), tts.sample_rate)
+        manifest.append((name, r["text"]))
+        voice = ESPEAK_VOICES[n % 2]
+        name = f"{r['id']}-espeak-{voice.replace('+', '-')}.wav"
+        subprocess.run(["espeak-ng", "-v", voice, "-s", "165", "-w", str(out / name), r["text"]], check=True)
+        manifest.append((name, r["text"]))
+    (out / "manifest.tsv").write_text("file\ttranscript\n" + "".join(f"{n}\t{t}\n" for n, t in manifest))
+    print(f"{len(manifest)} clips in {out}")
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    report_json = json.loads(Path(args.profile).read_text())
+    reqs = {r["id"]: r for r in load()}
+    rows = []
+    v2v: dict[str, list[float]] = {"tool": [], "plain": []}
+    for t in report_json["turns"]:
+        rid = Path(t["input"]).name.split("-")[0]
+        req = reqs.get(rid)
+        if req is None:
+            continue
+        calls = [c for c in t.get("tools", []) if "name" in c]
+        call = {"name": calls[0]["name"], "arguments": calls[0]["arguments"]} if calls else None
+        rows.append((req, call, t["reply"]))
+        if t.get("v2v_ms") is not None:
+            v2v["tool" if req["tool"] else "plain"].append(t["v2v_ms"])
+    report(rows, "spoken")
+    import numpy as np
+
+    for k, vals in v2v.items():
+        if vals:
+            p50, p90 = np.percentile(vals, 50), np.percentile(vals, 90)
+            print(f"v2v to first audio ({k} requests): p50 {p50:.0f} p90 {p90:.0f} ms")
+
+
+class _Lights(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        n = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(n)
+        ok = self.headers.get("Authorization", "").startswith("Bearer ") and self.path.startswith("/api/services/light/")
+        self.send_response(200 if ok else 401)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(json.dumps([{"entity_id": json.loads(body or b"{}").get("entity_id"), "state": "ok"}]).encode())
+
+    def log_message(self, *a: object) -> None:
+        pass
+
+
+def cmd_serve_lights(args: argparse.Namespace) -> None:
+    ThreadingHTTPServer(("127.0.0.1", args.port), _Lights).serve_forever()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("text")
+    p.add_argument("--llm")
+    p.add_argument("--grammar", action="store_true", help="constrain calls with a grammar from the tools' schemas")
+    p.add_argument("--json")
+    p.set_defaults(fn=cmd_text)
+    p = sub.add_parser("synth")
+    p.add_argument("out")
+    p.set_defaults(fn=cmd_synth)
+    p = sub.add_parser("score")
+    p.add_argument("profile")
+    p.add_argument("out", nargs="?")
+    p.set_defaults(fn=cmd_score)
+    p = sub.add_parser("serve-lights")
+    p.add_argument("port", type=int)
+    p.set_defaults(fn=cmd_serve_lights)
+    args = ap.parse_args()
+    args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

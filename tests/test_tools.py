@@ -1,0 +1,406 @@
+"""Tools: declaring, parsing streamed calls, running them, the built-ins (timers on a replaceable clock),
+the HTTP example against a local server, the agent's tool rounds with fakes, then the real models."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar, Literal
+
+import numpy as np
+import pytest
+from test_agent_fakes import FakeASR, FakeLLM, FakeTTS, _frames
+
+from voiceloop import AgentOptions, Engines, VoiceAgent
+from voiceloop.core.clock import ManualClock, MonotonicClock
+from voiceloop.core.events import Announcement, ReplyAudio, ReplyText, TurnMetrics
+from voiceloop.errors import ConfigError
+from voiceloop.tools import HomeAssistant, Timers, ToolCall, ToolCallFilter, ToolOptions, ToolRunner, check_call, tool
+from voiceloop.tools.builtin.calculator import evaluate
+from voiceloop.tools.builtin.clock import current_time, resolve_zone
+from voiceloop.tools.builtin.units import convert
+
+
+# -- declaring ---------------------------------------------------------------------------------------
+def test_tool_schema_comes_from_hints_and_docstring():
+    @tool
+    def book(city: str, nights: int, kind: Literal["hotel", "hostel"] = "hotel", note: str | None = None) -> str:
+        """Book a room.
+
+        Args:
+            city: where to stay.
+            nights: how many nights.
+        """
+        return "ok"
+
+    s = book.schema()["function"]
+    assert s["name"] == "book" and s["description"] == "Book a room."
+    props = s["parameters"]["properties"]
+    assert props["city"] == {"type": "string", "description": "where to stay."}
+    assert props["nights"]["type"] == "integer"
+    assert props["kind"] == {"type": "string", "enum": ["hotel", "hostel"]}
+    assert s["parameters"]["required"] == ["city", "nights"]
+    assert not book.is_async
+
+
+def test_tool_declaration_errors_are_clear():
+    with pytest.raises(ConfigError, match="docstring"):
+
+        @tool
+        def nodoc(x: int) -> int:
+            return x
+
+    with pytest.raises(ConfigError, match="type hint"):
+
+        @tool
+        def nohint(x) -> int:
+            """X."""
+            return x
+
+
+# -- parsing streamed calls ----------------------------------------------------------------------------
+def test_call_filter_never_lets_a_call_reach_speech():
+    f = ToolCallFilter()
+    text = 'Sure. <tool_call>\n{"name": "set_timer", "arguments": {"minutes": 5}}\n</tool_call>'
+    out = "".join(f.feed(text[i : i + 3]) for i in range(0, len(text), 3)) + f.flush()
+    assert out == "Sure. " and "<" not in out
+    assert f.calls == [ToolCall("set_timer", {"minutes": 5}, f.calls[0].raw)]
+    # A "<" that is not a call is spoken once it cannot be one.
+    g = ToolCallFilter()
+    assert g.feed("3 <") == "3 " and g.feed(" 4") == "< 4"
+
+
+def test_malformed_and_cut_off_calls_become_errors_not_crashes():
+    f = ToolCallFilter()
+    f.feed('<tool_call>{"name": "set_timer", "arguments": {"minutes": }</tool_call>')
+    assert f.calls[0].error and "JSON" in f.calls[0].error
+    g = ToolCallFilter()
+    g.feed('<tool_call>{"name": "set_timer", "argu')
+    assert g.flush() == "" and "cut off" in g.calls[0].error
+
+
+def test_check_call_coerces_and_reports():
+    @tool
+    def t(minutes: float, label: str | None = None) -> str:
+        """T."""
+        return ""
+
+    tools = {"t": t}
+    assert check_call(ToolCall("t", {"minutes": "5"}), tools).arguments == {"minutes": 5.0}
+    assert "no tool named 'u'" in check_call(ToolCall("u", {}), tools).error
+    assert "must be a number" in check_call(ToolCall("t", {"minutes": "soon"}), tools).error
+    assert "missing argument 'minutes'" in check_call(ToolCall("t", {}), tools).error
+
+
+# -- running -----------------------------------------------------------------------------------------
+async def test_runner_runs_sync_tools_off_the_loop_with_a_timeout():
+    seen = {}
+
+    @tool(timeout_s=0.2)
+    def slow(seconds: float) -> str:
+        """Sleep."""
+        seen["thread"] = threading.current_thread().name
+        time.sleep(seconds)
+        return "done"
+
+    @tool
+    def boom() -> str:
+        """Fail."""
+        raise RuntimeError("disk on fire")
+
+    r = ToolRunner([slow, boom])
+    ok = await r.run(ToolCall("slow", {"seconds": 0.01}))
+    assert ok.ok and ok.content == "done" and seen["thread"] != threading.current_thread().name
+    late = await r.run(ToolCall("slow", {"seconds": 1.0}))
+    assert not late.ok and "within 0.2 s" in late.content
+    bad = await r.run(ToolCall("boom", {}))
+    assert not bad.ok and "disk on fire" in bad.content
+    r.close()
+
+
+async def test_cancelling_a_run_cancels_an_async_tool():
+    cancelled = asyncio.Event()
+
+    @tool
+    async def wait_forever() -> str:
+        """Wait."""
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return ""
+
+    r = ToolRunner([wait_forever])
+    task = asyncio.create_task(r.run(ToolCall("wait_forever", {})))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert cancelled.is_set()
+
+
+# -- built-ins ---------------------------------------------------------------------------------------
+def test_calculator_is_arithmetic_only():
+    assert evaluate("17 * 23") == 391
+    assert evaluate("2 to the power of 10") == 1024
+    assert evaluate("15/100*80") == 12
+    assert evaluate("(12.5 + 7) / 3") == 6.5
+    for evil in ("__import__('os').system('true')", "open('/etc/passwd')", "[1]*10**9", "(lambda: 1)()"):
+        with pytest.raises(ValueError):
+            evaluate(evil)
+
+
+def test_units_and_time_zones():
+    assert convert(60, "miles", "km") == pytest.approx(96.56064)
+    assert convert(72, "fahrenheit", "celsius") == pytest.approx(22.2222, abs=1e-3)
+    with pytest.raises(ValueError, match="cannot convert"):
+        convert(1, "kg", "km")
+    assert str(resolve_zone("Tokyo")) == "Asia/Tokyo" and str(resolve_zone("new york")) == "America/New_York"
+    assert "JST" in current_time.fn("Tokyo")
+    with pytest.raises(ValueError, match="no time zone"):
+        resolve_zone("Atlantis")
+
+
+async def test_timers_fire_on_the_replaceable_clock():
+    clock = ManualClock(start_ns=10**12)
+    timers = Timers(clock=clock)
+    said: list[tuple[str, int]] = []
+
+    async def announce(text: str, due_ns: int) -> None:
+        said.append((text, clock.now_ns() - due_ns))
+
+    runner = asyncio.create_task(timers.run(announce, tick_s=0.005))
+    assert "5 seconds" in timers.set_timer(seconds=5, label="tea")
+    timers.set_reminder("call mum", in_minutes=1)
+    assert "tea: 5 seconds left" in timers.list_timers()
+    clock.advance_ms(4_900)
+    await asyncio.sleep(0.03)
+    assert said == []
+    clock.advance_ms(100)
+    await asyncio.sleep(0.03)
+    assert said == [("The tea timer is done.", 0)]
+    assert timers.cancel_timer("reminder") == "cancelled the reminder"
+    clock.advance_ms(120_000)
+    await asyncio.sleep(0.03)
+    assert len(said) == 1
+    runner.cancel()
+
+
+# -- the HTTP example, against a local server ---------------------------------------------------------
+class _HA(BaseHTTPRequestHandler):
+    requests: ClassVar[list] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        _HA.requests.append((self.path, self.headers.get("Authorization"), body))
+        ok = self.headers.get("Authorization") == "Bearer secret"
+        self.send_response(200 if ok else 401)
+        self.end_headers()
+        self.wfile.write(b"[]")
+
+    def log_message(self, *a: object) -> None:
+        pass
+
+
+@pytest.fixture
+def ha_server():
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _HA)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    _HA.requests = []
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+
+
+def test_home_assistant_calls_the_real_endpoint(ha_server):
+    ha = HomeAssistant(ha_server, token="secret")
+    assert ha.turn_off_light("the kitchen lights").startswith("done (200)")
+    ha.turn_on_light("living room", brightness_percent=50)
+    assert _HA.requests == [
+        ("/api/services/light/turn_off", "Bearer secret", {"entity_id": "light.kitchen"}),
+        ("/api/services/light/turn_on", "Bearer secret", {"entity_id": "light.living_room", "brightness_pct": 50}),
+    ]
+    with pytest.raises(RuntimeError, match="401"):
+        HomeAssistant(ha_server, token="wrong").turn_off_light("kitchen")
+    with pytest.raises(RuntimeError, match="cannot reach"):
+        HomeAssistant("http://127.0.0.1:9", token="x").turn_off_light("kitchen")
+
+
+# -- the agent's tool rounds, with fakes ---------------------------------------------------------------
+class ToolLLM(FakeLLM):
+    """Calls set_timer on the first pass; after the result, answers from it."""
+
+    def __init__(self, call: str, times: int = 99) -> None:
+        super().__init__()
+        self.call = call
+        self.times = times
+        self.seen: list[tuple] = []
+
+    def stream(self, history, user_text, *, stop=None, max_tokens=64, stats=None, tools=None, after=None):
+        self.seen.append((tools is not None, list(after or [])))
+        if not after and self.times <= 0:
+            yield "Done: nothing to do."
+        elif not after:
+            self.times -= 1
+            yield from ["<tool", "_call>\n", self.call[:10], self.call[10:], "\n</tool_call>"]
+        else:
+            yield f"Done: {after[-1].content}."
+
+
+async def test_agent_runs_a_tool_speaks_a_filler_and_the_answer(data_dir):
+    from voiceloop.audio.files import read_audio_16k
+
+    @tool
+    def set_timer(minutes: float) -> str:
+        """Start a timer."""
+        time.sleep(0.45)  # slower than the filler delay
+        return f"timer set for {minutes:g} minutes"
+
+    speech = read_audio_16k(data_dir / "voice2json_would_you_please_turn_on_living_room_lamp.wav")
+    audio = np.concatenate([speech, np.zeros(3 * 16000, np.float32)])
+    llm = ToolLLM('{"name": "set_timer", "arguments": {"minutes": 5}}')
+    engines = Engines(asr=FakeASR(split_s=0), llm=llm, tts=FakeTTS())
+    clock = MonotonicClock()
+    agent = VoiceAgent(engines=engines, options=AgentOptions(prefill=False), clock=clock, tools=[set_timer])
+    events = [ev async for ev in agent.process(_frames(audio, clock))]
+    said = [e.text for e in events if isinstance(e, ReplyText)]
+    assert said[0] == "One moment." and " ".join(said[1:]) == "Done: timer set for 5 minutes.", said
+    assert not any("tool_call" in s for s in said)
+    rec = next(e.record for e in events if isinstance(e, TurnMetrics))
+    calls = [t for t in rec.tools if "name" in t]
+    assert calls[0]["name"] == "set_timer" and calls[0]["arguments"] == {"minutes": 5.0} and calls[0]["ok"]
+    assert calls[0]["ms"] >= 400 and {"filler": "One moment."} in rec.tools
+    assert rec.reply == "Done: timer set for 5 minutes."
+    assert rec.marks["filler"] <= rec.marks["first_audio_out"]  # the filler was the first audio
+    assert llm.seen[0][0] and llm.seen[1][1][0].role == "assistant" and llm.seen[1][1][1].role == "tool"
+    engines.close()
+
+
+async def test_agent_tells_the_model_about_a_bad_call(data_dir):
+    from voiceloop.audio.files import read_audio_16k
+
+    speech = read_audio_16k(data_dir / "voice2json_would_you_please_turn_on_living_room_lamp.wav")
+    audio = np.concatenate([speech, np.zeros(3 * 16000, np.float32)])
+    llm = ToolLLM('{"name": "launch_rocket", "arguments": {}}')
+    engines = Engines(asr=FakeASR(split_s=0), llm=llm, tts=FakeTTS())
+    clock = MonotonicClock()
+    agent = VoiceAgent(engines=engines, options=AgentOptions(prefill=False), clock=clock, tools=[current_time])
+    events = [ev async for ev in agent.process(_frames(audio, clock))]
+    rec = next(e.record for e in events if isinstance(e, TurnMetrics))
+    assert not rec.tools[0]["ok"] and "no tool named 'launch_rocket'" in rec.tools[0]["result"]
+    assert "no tool named" in rec.reply  # the model was told, and answered from it
+    engines.close()
+
+
+async def test_a_timer_speaks_on_time_while_the_conversation_goes_on(data_dir):
+    """Turn 1 sets a 2 s timer; the timer speaks on its own within 200 ms; turn 2 still gets its answer."""
+    from voiceloop.audio.files import read_audio_16k
+
+    speech = read_audio_16k(data_dir / "voice2json_would_you_please_turn_on_living_room_lamp.wav")
+    gap = np.zeros(int(3.5 * 16000), np.float32)
+    audio = np.concatenate([speech, gap, speech, np.zeros(3 * 16000, np.float32)])
+    llm = ToolLLM('{"name": "set_timer", "arguments": {"seconds": 2}}', times=1)
+    engines = Engines(asr=FakeASR(split_s=0), llm=llm, tts=FakeTTS())
+    clock = MonotonicClock()
+    timers = Timers(clock=clock)
+    agent = VoiceAgent(engines=engines, options=AgentOptions(prefill=False), clock=clock, tools=[timers])
+    events = [ev async for ev in agent.process(_frames(audio, clock))]
+    anns = [e for e in events if isinstance(e, Announcement)]
+    assert len(anns) == 1 and anns[0].text == "Your timer is done."
+    assert 0 <= anns[0].late_ms <= 200, anns[0].late_ms
+    ann_audio = [e for e in events if isinstance(e, ReplyAudio) and e.turn_id == anns[0].turn_id]
+    assert ann_audio and ann_audio[0].frame.timestamp_ns == anns[0].first_audio_ns
+    turns = [e.record for e in events if isinstance(e, TurnMetrics)]
+    assert len(turns) == 2 and all(t.reply.startswith("Done:") for t in turns)
+    engines.close()
+
+
+# -- the remote backend's standard tools field, against a scripted server -------------------------------
+def test_remote_backend_sends_tools_and_reads_tool_calls():
+    from voiceloop.llm.prompt import Message
+    from voiceloop.llm.remote import RemoteBackend, RemoteOptions
+
+    bodies = []
+
+    class Server(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            chunks = [
+                {"delta": {"tool_calls": [{"index": 0, "function": {"name": "current_time", "arguments": ""}}]}},
+                {"delta": {"tool_calls": [{"index": 0, "function": {"arguments": '{"place": '}}]}},
+                {"delta": {"tool_calls": [{"index": 0, "function": {"arguments": '"Tokyo"}'}}]}},
+                {"delta": {}, "finish_reason": "tool_calls"},
+            ]
+            for c in chunks:
+                self.wfile.write(b"data: " + json.dumps({"choices": [c]}).encode() + b"\n\n")
+            self.wfile.write(b"data: [DONE]\n\n")
+
+        def log_message(self, *a: object) -> None:
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Server)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        be = RemoteBackend(RemoteOptions(url=f"http://127.0.0.1:{srv.server_address[1]}/v1"))
+        out = "".join(be.stream([], "What time is it in Tokyo?", tools=[current_time.schema()]))
+        f = ToolCallFilter()
+        assert f.feed(out) + f.flush() == ""
+        assert f.calls[0].name == "current_time" and f.calls[0].arguments == {"place": "Tokyo"}
+        assert bodies[0]["tools"][0]["function"]["name"] == "current_time"
+        after = [Message("assistant", f.calls[0].raw), Message("tool", "03:36 JST")]
+        list(be.stream([], "What time is it in Tokyo?", tools=[current_time.schema()], after=after))
+        msgs = bodies[1]["messages"]
+        assert msgs[-2]["tool_calls"][0]["function"]["name"] == "current_time"
+        assert msgs[-1] == {"role": "tool", "tool_call_id": msgs[-2]["tool_calls"][0]["id"], "content": "03:36 JST"}
+    finally:
+        srv.shutdown()
+
+
+# -- real models ---------------------------------------------------------------------------------------
+@pytest.mark.models
+def test_real_llm_calls_the_right_tool(engines):
+    from voiceloop.tools import builtin_tools
+
+    tools = [*builtin_tools(), *Timers().tools()]
+    by_name = {t.name: t for t in tools}
+    schemas = [t.schema() for t in tools]
+    cases = {
+        "What time is it in Tokyo?": ("current_time", lambda a: "tokyo" in a.get("place", "").lower()),
+        "Set a timer for ten minutes.": ("set_timer", lambda a: a.get("minutes", 0) * 60 + a.get("seconds", 0) == 600),
+    }
+    for text, (name, ok) in cases.items():
+        f = ToolCallFilter()
+        f.feed("".join(engines.llm.stream([], text, max_tokens=64, tools=schemas)))
+        f.flush()
+        assert f.calls, text
+        call = check_call(f.calls[0], by_name)
+        assert call.name == name and call.error is None and ok(call.arguments), (text, call)
+    f = ToolCallFilter()
+    f.feed("".join(engines.llm.stream([], "Who wrote Romeo and Juliet?", max_tokens=32, tools=schemas)))
+    f.flush()
+    assert not f.calls
+
+
+@pytest.mark.models
+async def test_real_agent_sets_a_timer_by_voice_and_it_speaks(engines, paced_frames):
+    from voiceloop.audio.resample import resample
+
+    tts = engines.tts
+    pcm = np.concatenate(list(tts.synthesize("Set a timer for three seconds."))).astype(np.float32) / 32768.0
+    audio = np.concatenate([resample(pcm, tts.sample_rate, 16000), np.zeros(8 * 16000, np.float32)])
+    clock = MonotonicClock()
+    timers = Timers(clock=clock)
+    agent = VoiceAgent(engines=engines, clock=clock, tools=[timers], tool_options=ToolOptions())
+    events = [ev async for ev in agent.process(paced_frames(audio, clock))]
+    rec = next(e.record for e in events if isinstance(e, TurnMetrics))
+    calls = [t for t in rec.tools if "name" in t]
+    assert calls and calls[0]["name"] == "set_timer" and calls[0]["ok"], rec.tools
+    assert rec.reply and "tool_call" not in rec.reply
+    anns = [e for e in events if isinstance(e, Announcement)]
+    assert len(anns) == 1 and anns[0].late_ms <= 200, [a.late_ms for a in anns]
