@@ -16,6 +16,7 @@ and units, lights by entity id). A no-tool request counts as a false call when a
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -23,6 +24,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 HERE = Path(__file__).resolve().parent
 REQUESTS = HERE / "tools" / "requests.json"
@@ -67,11 +70,12 @@ def right(req: dict, call: dict | None) -> bool:
 
             return abs(float(evaluate(str(a.get("expression", "")))) - e["value"]) < 1e-6
         if req["tool"] == "convert_units":
-            return (
-                abs(float(a.get("value")) - e["value"]) < 1e-6
-                and _unit(a.get("from_unit")).startswith(e["frm"])
-                and _unit(a.get("to_unit")).startswith(e["to"])
-            )
+            from voiceloop.tools.builtin.units import convert
+
+            # Units compared by what they mean ("kg" is "kilograms"): the same factor for the same pair.
+            want = convert(1.0, e["frm_unit"], e["to_unit"])
+            got = convert(1.0, str(a.get("from_unit")), str(a.get("to_unit")))
+            return abs(float(a.get("value")) - e["value"]) < 1e-6 and abs(got - want) <= 1e-6 * abs(want)
         if req["tool"] in ("turn_on_light", "turn_off_light"):
             from voiceloop.tools.builtin.home_assistant import entity_id
 
@@ -106,32 +110,68 @@ def report(rows: list[tuple[dict, dict | None, str]], label: str) -> dict:
     return out
 
 
-def cmd_text(args: argparse.Namespace) -> None:
-    from voiceloop.cli.llm_args import resolve_model
-    from voiceloop.llm.llama import LlamaBackend, LlamaOptions
+def _run_text(llm, tools: list, threshold: float) -> list[tuple[dict, dict | None, str, float | None, float]]:
     from voiceloop.tools import ToolCallFilter, check_call
 
-    tools = eval_tools()
     by_name = {t.name: t for t in tools}
     schemas = [t.schema() for t in tools]
-    llm = LlamaBackend(LlamaOptions(model=resolve_model(args.llm), **({"tool_grammar": True} if args.grammar else {})))
+    llm.options = dataclasses.replace(llm.options, tool_call_threshold=threshold)
     rows = []
     for req in load():
         t0 = time.perf_counter()
         text = "".join(llm.stream([], req["text"], max_tokens=96, tools=schemas))
+        ms = (time.perf_counter() - t0) * 1000
         f = ToolCallFilter()
         spoken = f.feed(text) + f.flush()
         call = None
         if f.calls:
             c = check_call(f.calls[0], by_name)
             call = {"name": c.name, "arguments": c.arguments, "error": c.error}
+        rows.append((req, call, spoken, llm.last_call_probability, ms))
+    return rows
+
+
+def cmd_text(args: argparse.Namespace) -> None:
+    """Each request twice: as a call (the decision forced) and as free text; every threshold is then a choice
+    between the two, so the whole trade-off curve comes from two passes."""
+    from voiceloop.cli.llm_args import resolve_model
+    from voiceloop.llm.llama import LlamaBackend, LlamaOptions
+
+    tools = eval_tools()
+    llm = LlamaBackend(LlamaOptions(model=resolve_model(args.llm), tool_grammar=not args.no_grammar))
+    forced = _run_text(llm, tools, 0.0)
+    free = _run_text(llm, tools, 1.01)
+    label = f"{llm.model_path.name}{'' if not args.no_grammar else ' (no grammar)'}"
+
+    def at(threshold: float, split: str = "all") -> list[tuple[dict, dict | None, str]]:
+        out = []
+        for (req, call, spoken, p, _), (_, fcall, fspoken, _, _) in zip(forced, free, strict=True):
+            if split != "all" and req["split"] != split:
+                continue
+            out.append((req, call, spoken) if p >= threshold else (req, fcall, fspoken))
+        return out
+
+    curve = []
+    for t in [round(x, 2) for x in np.arange(0.05, 0.96, 0.05)]:
+        rows = at(t)
+        n_tool = sum(1 for r, _, _ in rows if r["tool"])
+        n_plain = len(rows) - n_tool
+        curve.append((t, sum(right(r, c) for r, c, _ in rows if r["tool"]) / n_tool,
+                      sum(c is not None for r, c, _ in rows if not r["tool"]) / n_plain))  # fmt: skip
+    print("threshold  right tool+args  false calls")
+    for t, r, f in curve:
+        print(f"  {t:.2f}      {r:6.0%}          {f:6.0%}")
+    thr = args.threshold if args.threshold is not None else llm.options.__class__().tool_call_threshold
+    rows = at(thr)
+    for req, call, spoken in rows:
         ok = right(req, call) if req["tool"] else call is None
-        print(
-            f"{'ok ' if ok else 'BAD'} {req['id']} {req['text'][:45]:<45} -> {call or spoken.strip()[:60]!r} "
-            f"({(time.perf_counter() - t0) * 1000:.0f} ms)"
-        )
-        rows.append((req, call, spoken))
-    out = report(rows, f"{llm.model_path.name}{' +grammar' if args.grammar else ''}")
+        if not ok:
+            print(f"BAD {req['id']} {req['text'][:45]:<45} -> {call or spoken.strip()[:60]!r}")
+    call_ms = [ms for (req, c, _, p, ms) in forced if p >= thr]
+    print(f"call generation: p50 {np.percentile(call_ms, 50):.0f} ms over {len(call_ms)} calls")
+    out = report(rows, f"{label} at threshold {thr}")
+    out["curve"] = curve
+    out["call_ms_p50"] = float(np.percentile(call_ms, 50))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
 
@@ -205,7 +245,8 @@ def main() -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("text")
     p.add_argument("--llm")
-    p.add_argument("--grammar", action="store_true", help="constrain calls with a grammar from the tools' schemas")
+    p.add_argument("--no-grammar", action="store_true", help="do not constrain calls with the tools' grammar")
+    p.add_argument("--threshold", type=float, help="P(call) threshold to report (default: the backend's)")
     p.add_argument("--json")
     p.set_defaults(fn=cmd_text)
     p = sub.add_parser("synth")

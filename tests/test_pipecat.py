@@ -218,3 +218,16 @@ def test_a_pipecat_pipeline_with_voiceloops_turn_decision(engines):
     assert report["summary"]["answered"] == 1, report["turns"]
     t = report["turns"][0]
     assert t["reply"] and wer(["would you please turn on the living room lamp"], [t["transcript"]]) <= 0.15
+
+
+async def test_llm_service_runs_voiceloop_tools(engines):
+    """voiceloop tools on the pipecat service: the call is run inside it and only the answer is pushed."""
+    from voiceloop.tools.builtin.calculator import calculate
+
+    service = VoiceloopLLMService(backend=engines.llm, tools=[calculate])
+    down, _ = await run_test(service, frames_to_send=[_context(("user", "What is 348 plus 1297? Use the calculator."))])
+    text = "".join(f.text for f in down if isinstance(f, LLMTextFrame))
+    assert "<tool_call>" not in text and "tool_call" not in text
+    calls = [r for r in service.tool_records if "name" in r]
+    assert calls and calls[0]["name"] == "calculate" and "1645" in calls[0]["result"], service.tool_records
+    assert "1645" in text.replace(",", "").replace("1 645", "1645") or "thousand" in text.lower(), text

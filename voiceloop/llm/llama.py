@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -26,12 +27,14 @@ from .speculative import (
     check_same_tokenizer,
     common_prefix,
     eval_rows,
+    last_logits,
 )
 from .stops import StopMatcher
 
 log = logging.getLogger("voiceloop.llm")
 
 SpeculativeMode = Literal["none", "prompt_lookup", "draft"]
+OPEN_CALL = "<tool_call>\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +70,12 @@ class LlamaOptions:
     turn's end, when ASR is done, uses ``n_threads`` / ``n_threads_batch``."""
     prefill_chunk: int = 4
     """Tokens per background prefill step; a reply waits at most one step."""
+    tool_call_threshold: float = 0.3
+    """With tools offered: the probability mass on a call's first token ("{", "<", "<tool_call>") above which
+    the reply is a tool call. The embedded Qwen2.5-Coder models put 0.3-0.7 there for requests a tool
+    serves but rarely make it the top token; fitted on examples/tools/requests.json's tune split."""
+    tool_grammar: bool = True
+    """Constrain a call to the tools' JSON schemas (a GBNF grammar): always a well-formed call to a real tool."""
     copy_guard: bool = True
     """Ban long runs copied from earlier replies or from the user's line (speculative.CopyGuard)."""
 
@@ -141,6 +150,9 @@ class LlamaBackend(LLMBackend):
         self._reply_ids: dict[str, list[int]] = {}
         self._reply_waiting = threading.Event()
         self._signals: dict[tuple[tuple[Message, ...], str], dict[str, float]] = {}
+        self._grammars: dict[str, str] = {}
+        self.last_call_probability: float | None = None
+        """P(the reply starts a tool call) at the latest reply with tools offered."""
 
     def _piece(self, token: int) -> str:
         return self.llm.detokenize([token], special=True).decode("utf-8", errors="ignore")
@@ -290,6 +302,63 @@ class LlamaBackend(LLMBackend):
     def _signal_key(self, history: list[Message], user_text: str) -> tuple[tuple[Message, ...], str]:
         return tuple(history), user_text
 
+    def _call_start_ids(self) -> list[int]:
+        ids = {self.llm.tokenize(t.encode(), add_bos=False, special=True)[0] for t in ("{", '{"', " {", "<", "<tool_call>")}
+        return sorted(ids)
+
+    def _wants_call(self, logits: np.ndarray) -> bool:
+        """Is the reply a tool call? The model's own probability of starting one, against a fitted threshold."""
+        z = logits.astype(np.float64)
+        p = np.exp(z - z.max())
+        p_call = float(p[self._call_start_ids()].sum() / p.sum())
+        self.last_call_probability = p_call
+        return p_call >= self.options.tool_call_threshold
+
+    def _tool_call(self, tools: list[dict], stop: threading.Event | None, st: GenerationStats, t0: int) -> str:
+        """Write the call: the opening tag, then the JSON (within the tools' grammar unless switched off)."""
+        from .grammar import GrammarConstraint, tools_grammar
+
+        llm = self.llm
+        # Without the grammar the opening of the JSON is written for the model too (after the bare tag
+        # the embedded models close the call at once).
+        opening = OPEN_CALL if self.options.tool_grammar else OPEN_CALL + '{"name": "'
+        llm.eval(llm.tokenize(opening.encode(), add_bos=False, special=True))
+        key = json.dumps(tools, sort_keys=True)
+        if self.options.tool_grammar:
+            gbnf = self._grammars.get(key)
+            if gbnf is None:
+                gbnf = self._grammars[key] = tools_grammar(tools)
+            constraint: GrammarConstraint | None = GrammarConstraint(llm, gbnf)
+        else:
+            constraint = None
+        out: list[int] = []
+        close = llm.tokenize(b"</tool_call>", add_bos=False, special=True)
+        try:
+            for _ in range(256):
+                if stop is not None and stop.is_set():
+                    st.cancelled = True
+                    break
+                z = last_logits(llm)
+                if constraint is not None:
+                    best = constraint.best(z)
+                    token = best if best is not None else llm.token_eos()
+                else:
+                    token = int(np.argmax(z))
+                if not st.ttft_ms:
+                    st.ttft_ms = (time.perf_counter_ns() - t0) / 1e6
+                if self._is_eog(token) or token in close:
+                    break  # the grammar is complete (only an end is allowed) or the model closed the call
+                if constraint is not None:
+                    constraint.accept(token)
+                out.append(token)
+                llm.eval([token])
+        finally:
+            if constraint is not None:
+                constraint.close()
+        st.decode_tokens = len(out)
+        body = llm.detokenize(out).decode("utf-8", "replace").strip()
+        return f"{opening}{body}\n</tool_call>"
+
     def turn_signals(self, history: list[Message], user_text: str) -> dict[str, float] | None:
         """End-of-turn probabilities read while this text's prompt was evaluated, if it was: ``eom``, the
         end-of-message token right after the user's words; ``punct``, a sentence end (. ? !) right after
@@ -330,14 +399,21 @@ class LlamaBackend(LLMBackend):
             first, reused = None, None
             # Evaluate the prompt here, reading the end-of-turn signals on the way (free rows).
             ids, marks = self._split_tokens(history, user_text, tools) if not after else (tokens, {})
-            cached = common_prefix(self.llm.input_ids[: self.llm.n_tokens], tokens)
-            if ids == tokens and len(tokens) - cached <= self.llm.n_batch:
+            if ids == tokens:
                 key = self._signal_key(history, user_text)
                 reused = self._reuse(ids, marks, key)
+                # A cold cache: the bulk in llama.cpp's batches, the tail (the marks, the last token) in one.
+                tail = max(reused, len(ids) - self.llm.n_batch)
+                if tail > reused:
+                    self.llm.eval(ids[reused:tail])
                 signals: dict[str, float] = {}
-                first = self._eval_marked(ids, reused, len(ids), marks, signals)
+                first = self._eval_marked(ids, tail, len(ids), marks, signals)
                 self._store_signals(key, signals)
                 st.prompt_ms = (time.perf_counter_ns() - t0) / 1e6
+            if tools and first is not None and self._wants_call(first):
+                yield self._tool_call(tools, stop, st, t0)
+                st.finish_reason = "tool_call"
+                return
             gen = self.decoder.generate(
                 tokens, max_tokens=max_tokens, stop=stop, stats=st, first_logits=first, reused=reused
             )

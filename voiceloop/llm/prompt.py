@@ -119,13 +119,21 @@ class ChatTemplatePrompt:
         system, history = split_system(history)
         fmt = _formatter(self.template, self.eos_token, self.bos_token)
         msgs = [{"role": "system", "content": (system or self.system) + (TOOLS_HINT if tools else "")}]
-        for user, assistant in self.examples:
-            msgs += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+        if not tools:
+            # With tools offered, no examples: answered examples teach the small models to answer arithmetic
+            # from memory, and worked tool calls in the history made them stop calling (measured).
+            for user, assistant in self.examples:
+                msgs += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
         msgs += [{"role": m.role, "content": m.content} for m in history]
         msgs.append({"role": "user", "content": user_text})
         msgs += [{"role": m.role, "content": m.content} for m in after or []]
         # The template's own tools support writes the schemas into the system turn.
-        return fmt(messages=msgs, tools=tools or None).prompt
+        text = fmt(messages=msgs, tools=tools or None).prompt
+        if tools:
+            # The embedded Qwen repackagings' template doubles the braces of its own call example
+            # ({{"name": ...}}); the model copies that and drops the tags. Qwen's original has single ones.
+            text = text.replace(_DOUBLED_EXAMPLE, _CALL_EXAMPLE)
+        return text
 
     def split(self, history: list[Message], user_text: str, tools: list[dict] | None = None) -> tuple[str, str]:
         """(the prompt up to the end of the user's words, the rest up to the reply).
@@ -156,6 +164,8 @@ def tools_preamble(tools: list[dict]) -> str:
     )
 
 
+_CALL_EXAMPLE = '{"name": <function-name>, "arguments": <args-json-object>}'
+_DOUBLED_EXAMPLE = "{" + _CALL_EXAMPLE + "}"
 _SENTINEL = "\ue000"  # a private-use character: no template or user text contains it
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from .base import Tool
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
+ALT_OPEN, ALT_CLOSE = "<tools>", "</tools>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,26 +48,61 @@ def _parse(body: str) -> ToolCall:
 
 
 class ToolCallFilter:
-    """Streams text through, minus tool calls. ``feed`` returns the speakable text; calls accumulate."""
+    """Streams text through, minus tool calls. ``feed`` returns the speakable text; calls accumulate.
+
+    Besides the tagged form, a reply that *starts* with a bare JSON object or a ``<tools>`` wrapper is read
+    as a call: small models (the embedded Qwen2.5-Coder repackagings) often drop the tags. Text that
+    only starts like that and is not a call is passed on once that is clear."""
 
     def __init__(self) -> None:
         self.calls: list[ToolCall] = []
         self._buf = ""
         self._in_call = False
+        self._close = CLOSE
+        self._start = True  # nothing but whitespace seen yet
+        self._bare = False  # inside a bare JSON object at the reply's start
         self.started = False
-        """A call has begun (its opening tag was seen): the reply is an action, not an answer."""
+        """A call has begun: the reply is an action, not an answer."""
 
     def feed(self, piece: str) -> str:
         self._buf += piece
         out = []
         while True:
+            if self._start:
+                head = self._buf.lstrip()
+                if not head:
+                    return ""
+                if head.startswith("{"):
+                    self._start, self._bare, self._buf, self.started = False, True, head, True
+                elif head.startswith(ALT_OPEN):
+                    self._start, self._buf = False, head[len(ALT_OPEN) :]
+                    self._in_call, self._close, self.started = True, ALT_CLOSE, True
+                elif ALT_OPEN.startswith(head) or OPEN.startswith(head):
+                    return ""  # could still become a tag
+                else:
+                    self._start = False
+            if self._bare:
+                end = _json_end(self._buf)
+                if end is None:
+                    return "".join(out)
+                call = _parse(self._buf[:end])
+                if call.error and '"name"' not in self._buf[:end]:
+                    out.append(self._buf[:end])  # a brace that was not a call
+                else:
+                    self.calls.append(call)
+                self._buf, self._bare = self._buf[end:], False
+                continue
             if self._in_call:
-                end = self._buf.find(CLOSE)
+                end = self._buf.find(self._close)
                 if end < 0:
                     return "".join(out)
-                self.calls.append(_parse(self._buf[:end]))
-                self._buf = self._buf[end + len(CLOSE) :]
-                self._in_call = False
+                body = self._buf[:end]
+                if body.strip():
+                    self.calls.append(_parse(body))
+                else:
+                    self.calls.append(ToolCall(name="", raw=f"{OPEN}\n{CLOSE}", error="the tool call was empty"))
+                self._buf = self._buf[end + len(self._close) :]
+                self._in_call, self._close = False, CLOSE
                 continue
             start = self._buf.find(OPEN)
             if start >= 0:
@@ -87,15 +123,37 @@ class ToolCallFilter:
     def flush(self) -> str:
         """End of the reply: an unterminated call is parsed as far as it goes (and usually fails)."""
         rest, self._buf = self._buf, ""
-        if self._in_call:
-            self._in_call = False
+        if self._in_call or self._bare:
+            self._in_call = self._bare = False
             body = rest.strip()
             call = _parse(body)
             if call.error and body:
                 call = ToolCall(call.name, raw=call.raw, error=f"the tool call was cut off: {call.error}")
             self.calls.append(call)
             return ""
-        return rest
+        return "" if self._start and not rest.strip() else rest
+
+
+def _json_end(text: str) -> int | None:
+    """Index just past the JSON object that starts ``text``, or None while it is still open."""
+    depth, in_str, esc = 0, False, False
+    for i, ch in enumerate(text):
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+    return None
 
 
 def _coerce(value: Any, schema: dict[str, Any]) -> tuple[Any, str | None]:

@@ -19,6 +19,9 @@ from pipecat.services.settings import LLMSettings
 from ...llm.backend import GenerationStats, LLMBackend
 from ...llm.openai_messages import split_context
 from ...llm.prompt import Message
+from ...tools.base import Tool
+from ...tools.calls import ToolCallFilter
+from ...tools.runner import ToolOptions, ToolRunner
 from ._worker import WorkerThread
 
 log = logging.getLogger("voiceloop.pipecat")
@@ -30,7 +33,15 @@ class VoiceloopLLMService(LLMService):
     """Streams replies from a voiceloop backend (llama.cpp with KV reuse and speculative decoding,
     or any ``LLMBackend``) as LLMFullResponseStartFrame, LLMTextFrame..., LLMFullResponseEndFrame."""
 
-    def __init__(self, *, backend: LLMBackend | None = None, max_tokens: int = 64, **kwargs) -> None:
+    def __init__(
+        self,
+        *,
+        backend: LLMBackend | None = None,
+        max_tokens: int = 64,
+        tools: list | None = None,
+        tool_options: ToolOptions | None = None,
+        **kwargs,
+    ) -> None:
         if backend is None:
             from ...llm.llama import LlamaBackend
 
@@ -50,6 +61,13 @@ class VoiceloopLLMService(LLMService):
         self.last_stats: GenerationStats | None = None
         """Timings of the latest reply (ttft, tokens/s, reuse, drafted/accepted, cancelled)."""
         self.cancelled_replies = 0
+        flat: list[Tool] = []
+        for t in tools or ():
+            flat += [t] if isinstance(t, Tool) else t.tools()
+        self.tool_runner = ToolRunner(flat, tool_options) if flat else None
+        """voiceloop tools (``@tool``, built-ins): called, run and answered inside this service, as in the agent."""
+        self.tool_records: list[dict] = []
+        """The latest reply's tool calls (name, arguments, result, ms)."""
         self.conversation: list[Message] = []
         """The latest context with its reply: what the next turn's prompt starts with (a turn analyzer
         scoring the user's line against it keeps the KV cache for the reply)."""
@@ -75,25 +93,57 @@ class VoiceloopLLMService(LLMService):
         if not user:
             log.debug("context ends without a user line; nothing to answer")
             return
+        runner = self.tool_runner
+        self.tool_records = []
+        after: list[Message] = []
+        reply: list[str] = []
+        stats = self.last_stats = GenerationStats()
+        await self.start_ttfb_metrics()
+        rounds = runner.options.max_rounds if runner is not None else 0
+        for rnd in range(rounds + 1):
+            calls = await self._one_pass(history, user, after, reply, stats if not after else GenerationStats())
+            if not calls or runner is None:
+                break
+            if rnd == rounds:
+                await self._push_llm_text("Sorry, I could not finish that.")
+                break
+            task = asyncio.ensure_future(asyncio.gather(*[runner.run(c) for c in calls]))
+            done, _ = await asyncio.wait({task}, timeout=runner.options.filler_after_ms / 1000)
+            if not done:
+                self.tool_records.append({"filler": runner.options.filler})
+                await self._push_llm_text(runner.options.filler + " ")
+            results = await task
+            self.tool_records += [r.record() for r in results]
+            after += [Message("assistant", "\n".join(c.raw for c in calls))]
+            after += [Message("tool", r.content) for r in results]
+        self.conversation = [*history, Message("user", user), Message("assistant", "".join(reply).strip())]
+
+    async def _one_pass(
+        self, history: list[Message], user: str, after: list[Message], reply: list[str], stats: GenerationStats
+    ) -> list:
+        """One generation: text is pushed as it streams, tool calls are held back and returned."""
         loop = asyncio.get_running_loop()
         # At most max_tokens pieces come back, so this queue is bounded by the reply length.
         pieces: asyncio.Queue[object] = asyncio.Queue()
         stop = threading.Event()
-        stats = self.last_stats = GenerationStats()
+        extra: dict = {}
+        if self.tool_runner is not None:
+            extra["tools"] = self.tool_runner.schemas()
+        if after:
+            extra["after"] = after
 
         def work() -> None:
             try:
-                for piece in self.backend.stream(history, user, stop=stop, max_tokens=self.max_tokens, stats=stats):
+                for piece in self.backend.stream(history, user, stop=stop, max_tokens=self.max_tokens, stats=stats, **extra):
                     loop.call_soon_threadsafe(pieces.put_nowait, piece)
             except Exception as exc:
                 loop.call_soon_threadsafe(pieces.put_nowait, exc)
             finally:
                 loop.call_soon_threadsafe(pieces.put_nowait, _DONE)
 
-        await self.start_ttfb_metrics()
         future = loop.run_in_executor(self._vl_worker.get(), work)
+        calls = ToolCallFilter()
         first = True
-        reply: list[str] = []
         try:
             while True:
                 item = await pieces.get()
@@ -105,8 +155,14 @@ class VoiceloopLLMService(LLMService):
                 if first:
                     await self.stop_ttfb_metrics()
                     first = False
-                reply.append(str(item))
-                await self._push_llm_text(str(item))
+                text = calls.feed(str(item))
+                if text:
+                    reply.append(text)
+                    await self._push_llm_text(text)
+            tail = calls.flush()
+            if tail:
+                reply.append(tail)
+                await self._push_llm_text(tail)
         except asyncio.CancelledError:
             stop.set()  # pipecat interruption: the worker stops before its next token
             self.cancelled_replies += 1
@@ -114,8 +170,10 @@ class VoiceloopLLMService(LLMService):
             await asyncio.wait({future}, timeout=2.0)
             raise
         await future
-        self.conversation = [*history, Message("user", user), Message("assistant", "".join(reply).strip())]
+        return calls.calls
 
     async def cleanup(self) -> None:
         await super().cleanup()
         self._vl_worker.shutdown()
+        if self.tool_runner is not None:
+            self.tool_runner.close()
