@@ -151,17 +151,25 @@ def cmd_text(args: argparse.Namespace) -> None:
             out.append((req, call, spoken) if p >= threshold else (req, fcall, fspoken))
         return out
 
-    curve = []
-    for t in [round(x, 2) for x in np.arange(0.05, 0.96, 0.05)]:
-        rows = at(t)
-        n_tool = sum(1 for r, _, _ in rows if r["tool"])
-        n_plain = len(rows) - n_tool
-        curve.append((t, sum(right(r, c) for r, c, _ in rows if r["tool"]) / n_tool,
-                      sum(c is not None for r, c, _ in rows if not r["tool"]) / n_plain))  # fmt: skip
-    print("threshold  right tool+args  false calls")
-    for t, r, f in curve:
-        print(f"  {t:.2f}      {r:6.0%}          {f:6.0%}")
-    thr = args.threshold if args.threshold is not None else llm.options.__class__().tool_call_threshold
+    def rates(threshold: float, split: str) -> tuple[float, float]:
+        rows = at(threshold, split)
+        tool_rows = [(r, c) for r, c, _ in rows if r["tool"]]
+        plain = [(r, c) for r, c, _ in rows if not r["tool"]]
+        return (
+            sum(right(r, c) for r, c in tool_rows) / len(tool_rows),
+            sum(c is not None for _, c in plain) / len(plain),
+        )
+
+    grid = [round(x, 2) for x in np.arange(0.05, 0.96, 0.05)]
+    curve = {split: [(t, *rates(t, split)) for t in grid] for split in ("tune", "check")}
+    print("threshold   tune: right  false    check: right  false")
+    for (t, r1, f1), (_, r2, f2) in zip(curve["tune"], curve["check"], strict=True):
+        print(f"  {t:.2f}          {r1:5.0%}  {f1:5.0%}            {r2:5.0%}  {f2:5.0%}")
+    # The operating point, from the tune split only: the most right calls with at most 5 % false calls
+    # (ties: the lowest such threshold, the most recall within the false-call budget).
+    fitted = max((t for t, r, f in curve["tune"] if f <= 0.05), key=lambda t: (rates(t, "tune")[0], -t))
+    print(f"threshold fitted on tune: {fitted}")
+    thr = args.threshold if args.threshold is not None else fitted
     rows = at(thr)
     for req, call, spoken in rows:
         ok = right(req, call) if req["tool"] else call is None
@@ -171,6 +179,7 @@ def cmd_text(args: argparse.Namespace) -> None:
     print(f"call generation: p50 {np.percentile(call_ms, 50):.0f} ms over {len(call_ms)} calls")
     out = report(rows, f"{label} at threshold {thr}")
     out["curve"] = curve
+    out["threshold"] = thr
     out["call_ms_p50"] = float(np.percentile(call_ms, 50))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))

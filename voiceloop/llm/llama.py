@@ -314,14 +314,17 @@ class LlamaBackend(LLMBackend):
         self.last_call_probability = p_call
         return p_call >= self.options.tool_call_threshold
 
-    def _tool_call(self, tools: list[dict], stop: threading.Event | None, st: GenerationStats, t0: int) -> str:
-        """Write the call: the opening tag, then the JSON (within the tools' grammar unless switched off)."""
+    def _tool_call(self, tools: list[dict], stop: threading.Event | None, st: GenerationStats, t0: int) -> Iterator[str]:
+        """Write the call: the opening tag at once (the caller can start a filler), then the JSON (within the
+        tools' grammar unless switched off)."""
         from .grammar import GrammarConstraint, tools_grammar
 
         llm = self.llm
         # Without the grammar the opening of the JSON is written for the model too (after the bare tag
         # the embedded models close the call at once).
         opening = OPEN_CALL if self.options.tool_grammar else OPEN_CALL + '{"name": "'
+        st.ttft_ms = (time.perf_counter_ns() - t0) / 1e6
+        yield OPEN_CALL
         llm.eval(llm.tokenize(opening.encode(), add_bos=False, special=True))
         key = json.dumps(tools, sort_keys=True)
         if self.options.tool_grammar:
@@ -344,8 +347,6 @@ class LlamaBackend(LLMBackend):
                     token = best if best is not None else llm.token_eos()
                 else:
                     token = int(np.argmax(z))
-                if not st.ttft_ms:
-                    st.ttft_ms = (time.perf_counter_ns() - t0) / 1e6
                 if self._is_eog(token) or token in close:
                     break  # the grammar is complete (only an end is allowed) or the model closed the call
                 if constraint is not None:
@@ -357,7 +358,7 @@ class LlamaBackend(LLMBackend):
                 constraint.close()
         st.decode_tokens = len(out)
         body = llm.detokenize(out).decode("utf-8", "replace").strip()
-        return f"{opening}{body}\n</tool_call>"
+        yield f"{opening[len(OPEN_CALL) :]}{body}\n</tool_call>"
 
     def turn_signals(self, history: list[Message], user_text: str) -> dict[str, float] | None:
         """End-of-turn probabilities read while this text's prompt was evaluated, if it was: ``eom``, the
@@ -411,7 +412,7 @@ class LlamaBackend(LLMBackend):
                 self._store_signals(key, signals)
                 st.prompt_ms = (time.perf_counter_ns() - t0) / 1e6
             if tools and first is not None and self._wants_call(first):
-                yield self._tool_call(tools, stop, st, t0)
+                yield from self._tool_call(tools, stop, st, t0)
                 st.finish_reason = "tool_call"
                 return
             gen = self.decoder.generate(

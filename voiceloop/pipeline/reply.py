@@ -75,6 +75,7 @@ class ReplyJob:
         self.reply_text = ""
         self.tool_records: list[dict[str, object]] = []
         """The turn's tool calls: name, arguments, result, ms (and a filler, if one was spoken)."""
+        self._filler: asyncio.Task[None] | None = None
         self.spoken: list[str] = []
         """Clauses whose audio has been handed to the output."""
         self.audio_ns = 0
@@ -202,29 +203,24 @@ class ReplyJob:
                     spoken.append("Sorry, I could not finish that.")
                     await clauses.put(spoken[-1])
                     break
-                results = await self._run_tools(runner, calls, clauses)
+                results = await self._run_tools(runner, calls)
                 after += [Message("assistant", "\n".join(c.raw for c in calls))]
                 after += [Message("tool", r.content) for r in results]
             self.reply_text = " ".join(p for p in spoken if p).strip()
+            if self._filler is not None and not self._filler.done():
+                self._filler.cancel()
             await clauses.put(None)
             await speaker
         finally:
+            if self._filler is not None:
+                self._filler.cancel()
             self.stop.set()
             self.llm_gate.set()
             speaker.cancel()
 
-    async def _run_tools(
-        self, runner: ToolRunner, calls: list[ToolCall], clauses: asyncio.Queue[str | None]
-    ) -> list[ToolResult]:
-        """Run the calls (in order); if they take longer than the filler delay, speak a filler clause first."""
+    async def _run_tools(self, runner: ToolRunner, calls: list[ToolCall]) -> list[ToolResult]:
+        """Run the calls in order (the filler timer, started when the call began, covers this too)."""
         task = asyncio.ensure_future(self._run_calls(runner, calls))
-        done, _ = await asyncio.wait({task}, timeout=runner.options.filler_after_ms / 1000)
-        if not done:
-            filler = next((t.filler for c in calls if (t := runner.tools.get(c.name)) and t.filler), None)
-            filler = filler or runner.options.filler
-            self.marks.setdefault("filler", self._now())
-            self.tool_records.append({"filler": filler})
-            await clauses.put(filler)
         try:
             results = await task
         except asyncio.CancelledError:
@@ -232,6 +228,15 @@ class ReplyJob:
             raise
         self.tool_records += [r.record() for r in results]
         return results
+
+    async def _filler_after(self, runner: ToolRunner, clauses: asyncio.Queue[str | None]) -> None:
+        """A call has started: if no answer is spoken within the filler delay, say a short filler clause."""
+        await asyncio.sleep(runner.options.filler_after_ms / 1000)
+        filler = runner.options.filler
+        self.marks.setdefault("filler", self._now())
+        self.tool_records.append({"filler": filler})
+        self.marks.setdefault("first_clause", self._now())
+        await clauses.put(filler)
 
     async def _run_calls(self, runner: ToolRunner, calls: list[ToolCall]) -> list[ToolResult]:
         return [await runner.run(c) for c in calls]
@@ -280,6 +285,8 @@ class ReplyJob:
         parts: list[str] = []
 
         async def say(clause: str) -> None:
+            if self._filler is not None and not self._filler.done():
+                self._filler.cancel()  # the answer came in time: no filler
             if "first_clause" not in self.marks:
                 self.marks["first_clause"] = self._now()
                 self.llm_gate.clear()
@@ -293,6 +300,8 @@ class ReplyJob:
                     if self.held:
                         await self._score()
                 visible = calls_filter.feed(piece)
+                if calls_filter.started and self._filler is None and runner is not None:
+                    self._filler = asyncio.create_task(self._filler_after(runner, clauses))
                 parts.append(visible)
                 if not self.whole_reply:
                     for clause in splitter.feed(markup.feed(visible)):

@@ -29,8 +29,6 @@ class Tool:
     fn: Callable[..., Any] = field(repr=False)
     is_async: bool = False
     timeout_s: float = 10.0
-    filler: str | None = None
-    """Said when the result takes longer than the runner's filler delay; None = the runner's default."""
 
     def schema(self) -> dict[str, Any]:
         """The OpenAI / chat-template ``tools`` entry."""
@@ -83,7 +81,6 @@ def tool(
     *,
     name: str | None = None,
     timeout_s: float = 10.0,
-    filler: str | None = None,
 ) -> Any:
     """Make a plain function a tool the model can call. ``@tool`` or ``@tool(name=..., timeout_s=...)``."""
 
@@ -113,7 +110,6 @@ def tool(
             fn=f,
             is_async=inspect.iscoroutinefunction(f),
             timeout_s=timeout_s,
-            filler=filler,
         )
 
     return wrap(fn) if fn is not None else wrap

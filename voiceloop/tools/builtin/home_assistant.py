@@ -73,4 +73,4 @@ class HomeAssistant:
         return self.call_service("light", "turn_off", {"entity_id": entity_id(area)})
 
     def tools(self) -> list[Tool]:
-        return [tool(self.turn_on_light, filler="Okay, one moment."), tool(self.turn_off_light, filler="Okay, one moment.")]
+        return [tool(self.turn_on_light), tool(self.turn_off_light)]
