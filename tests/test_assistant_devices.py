@@ -291,3 +291,29 @@ def test_busy_device_is_one_clear_error(pulse):
 def test_devices_lists_the_virtual_devices(pulse):
     r = _cli(pulse, "devices")
     assert r.returncode == 0 and "pulse" in r.stdout
+
+
+def test_assistant_uses_two_tools_and_the_timer_speaks(pulse, engines, tmp_path):
+    """A session on the virtual devices: the time in a city, then a timer that speaks five seconds later."""
+    tts = engines.tts
+    clips = []
+    for i, text in enumerate(["What time is it in Tokyo?", "Set a timer for five seconds."]):
+        path = tmp_path / f"q{i}.wav"
+        write_wav(path, np.concatenate(list(tts.synthesize(text))).astype(np.int16), tts.sample_rate)
+        clips.append(path)
+    app = Assistant(pulse)
+    try:
+        app.wait_for("^listening", 120)
+        _play(pulse, clips[0])
+        app.wait_for(r"tool current_time\(place='Tokyo'\)", 30)
+        app.wait_for("^listening", 30)
+        _play(pulse, clips[1])
+        app.wait_for(r"tool set_timer\(", 30)
+        ann = app.wait_for(r"^\[announcement\] agent: \"Your timer is done.\"", 30)
+    finally:
+        out = app.stop()
+    late = float(re.search(r"first audio (-?\d+) ms after", ann).group(1))
+    assert 0 <= late <= 200, ann
+    turns = re.findall(r"^\[turn \d+\] you: \"([^\"]*)\"  agent: \"([^\"]*)\"", out, re.M)
+    assert len(turns) == 2 and all(reply for _, reply in turns), out
+    print(out)  # the session transcript (README)

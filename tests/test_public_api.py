@@ -11,6 +11,8 @@ EXPECTED = {
     "SpeechPaused", "SpeechStarted", "Stage", "StablePrefixTracker", "TextFrame", "Transcript",
     "TranscriptPrompt", "TurnEnded", "TurnMetrics", "TurnRecord", "VADOptions", "VoiceAgent", "VoiceloopError",
     "WhisperASR", "WhisperOptions", "__version__",
+    # end-of-turn and tools
+    "Announcement", "CalibratedEndpointing", "EndOfTurnEvidence", "Timers", "Tool", "ToolOptions", "tool",
 }  # fmt: skip
 
 

@@ -15,6 +15,7 @@ from .asr.whisper import WhisperASR, WhisperOptions
 from .audio.vad import SileroVAD, VADOptions
 from .core.clock import Clock, ManualClock, MonotonicClock
 from .core.events import (
+    Announcement,
     Event,
     Interrupted,
     ReplyAudio,
@@ -34,23 +35,27 @@ from .llm.llama import LlamaBackend, LlamaOptions
 from .llm.prompt import ChatTemplatePrompt, Message, TranscriptPrompt
 from .metrics.budget import Budgets, LatencyBudgeter, TurnRecord
 from .pipeline.agent import AgentOptions, VoiceAgent
-from .pipeline.endpointing import AdaptiveEndpointing, EndpointingPolicy, FixedSilence
 from .pipeline.engines import Engines
+from .tools import Timers, Tool, ToolOptions, tool
 from .tts.clauses import ClauseOptions, ClauseSplitter
 from .tts.piper import PiperOptions, PiperTTS
+from .turn import AdaptiveEndpointing, CalibratedEndpointing, EndOfTurnEvidence, EndpointingPolicy, FixedSilence
 
 __all__ = [
     "AdaptiveEndpointing",
     "AgentOptions",
+    "Announcement",
     "AudioDeviceError",
     "AudioFormatError",
     "AudioFrame",
     "Budgets",
+    "CalibratedEndpointing",
     "ChatTemplatePrompt",
     "ClauseOptions",
     "ClauseSplitter",
     "Clock",
     "ConfigError",
+    "EndOfTurnEvidence",
     "EndpointingPolicy",
     "Engines",
     "Event",
@@ -78,6 +83,9 @@ __all__ = [
     "Stage",
     "StablePrefixTracker",
     "TextFrame",
+    "Timers",
+    "Tool",
+    "ToolOptions",
     "Transcript",
     "TranscriptPrompt",
     "TurnEnded",
@@ -89,4 +97,5 @@ __all__ = [
     "WhisperASR",
     "WhisperOptions",
     "__version__",
+    "tool",
 ]

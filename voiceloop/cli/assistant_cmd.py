@@ -85,7 +85,16 @@ def run(args: argparse.Namespace) -> int:
 
 async def _assistant(engines, args: argparse.Namespace) -> None:
     from ..audio.resample import resample
-    from ..core.events import Interrupted, ReplyAudio, ReplyText, SpeechStarted, Transcript, TurnEnded, TurnMetrics
+    from ..core.events import (
+        Announcement,
+        Interrupted,
+        ReplyAudio,
+        ReplyText,
+        SpeechStarted,
+        Transcript,
+        TurnEnded,
+        TurnMetrics,
+    )
     from ..io.echo import EchoGate
     from ..io.local_audio import Microphone, Speaker, _default_rate
     from ..pipeline.agent import AgentOptions, VoiceAgent
@@ -151,7 +160,13 @@ async def _assistant(engines, args: argparse.Namespace) -> None:
             stages = " ".join(f"{k} {v:.0f}" for k, v in st.items())
             v2v = f"{rec.v2v_ms:.0f} ms" if rec.v2v_ms is not None else "-"
             ui.line(f'[turn {rec.turn_id}] you: "{rec.transcript}"  agent: "{rec.reply}"  v2v {v2v} ({stages})')
+            for call in rec.tools:
+                if "name" in call:
+                    args = ", ".join(f"{k}={v!r}" for k, v in call["arguments"].items())
+                    ui.line(f"    tool {call['name']}({args}) -> {call['result'][:80]!r} in {call['ms']:.0f} ms")
             ui.set("listening")
+        elif isinstance(ev, Announcement):
+            ui.line(f'[{"announcement"}] agent: "{ev.text}"  first audio {ev.late_ms:.0f} ms after it was due')
 
     task = asyncio.create_task(consume())
     waiter = asyncio.create_task(stop.wait())
