@@ -75,9 +75,7 @@ def test_calibration_falls_back_when_the_llm_is_not_calibrated():
 
 
 def test_policy_maps_probability_to_three_waits():
-    cal = Calibration(
-        weights={"audio": [0.0] * len(FEATURES)}, thresholds={"audio": [0.8, 0.5]}, levels_ms=(170, 400, 1000)
-    )
+    cal = Calibration(weights={"audio": [0.0] * len(FEATURES)}, thresholds={"audio": [0.8, 0.5]}, levels_ms=(170, 400, 1000))
     pol = CalibratedEndpointing(cal, cap_ms=1500)
     ev = EndOfTurnEvidence("Yes.", audio=0.5)
     assert pol.decide("Yes.", 0.9, ev).silence_ms == 170 and pol.decide("Yes.", 0.9, ev).reason == "confident"
