@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 import time
@@ -86,6 +87,19 @@ def right(req: dict, call: dict | None) -> bool:
     except (TypeError, ValueError):
         return False
     return False
+
+
+def answer_ok(req: dict, call: dict | None, reply: str, result: str | None) -> bool:
+    """The spoken answer after a right call: it exists, claims no failure, and carries a computed number."""
+    text = reply.lower()
+    if not right(req, call) or not text.strip() or re.search(r"\b(sorry|can't|cannot|unable|error)\b", text):
+        return False
+    if req["tool"] == "calculate":
+        return str(req["expect"]["value"]) in text.replace(",", "")
+    if req["tool"] == "convert_units" and result:
+        m = re.search(r"= ([\d.]+)", result)
+        return bool(m) and m.group(1).rstrip("0").rstrip(".")[:3] in text.replace(",", "")
+    return True
 
 
 def report(rows: list[tuple[dict, dict | None, str]], label: str) -> dict:
@@ -211,6 +225,7 @@ def cmd_score(args: argparse.Namespace) -> None:
     report_json = json.loads(Path(args.profile).read_text())
     reqs = {r["id"]: r for r in load()}
     rows = []
+    answers = []
     v2v: dict[str, list[float]] = {"tool": [], "plain": []}
     for t in report_json["turns"]:
         rid = Path(t["input"]).name.split("-")[0]
@@ -220,9 +235,12 @@ def cmd_score(args: argparse.Namespace) -> None:
         calls = [c for c in t.get("tools", []) if "name" in c]
         call = {"name": calls[0]["name"], "arguments": calls[0]["arguments"]} if calls else None
         rows.append((req, call, t["reply"]))
+        if req["tool"]:
+            answers.append(answer_ok(req, call, t["reply"], calls[0]["result"] if calls else None))
         if t.get("v2v_ms") is not None:
             v2v["tool" if req["tool"] else "plain"].append(t["v2v_ms"])
     report(rows, "spoken")
+    print(f"answer after a right call is correct: {sum(answers)}/{len(answers)} = {sum(answers) / max(1, len(answers)):.0%}")
     import numpy as np
 
     for k, vals in v2v.items():

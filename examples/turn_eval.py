@@ -180,6 +180,12 @@ def cmd_features(args: argparse.Namespace) -> None:
     asr, vad = WhisperASR(), SileroVAD(silero_v6_path())
     llm = LlamaBackend(LlamaOptions(model=resolve_model(args.llm)))
     smart = SmartTurn()
+    schemas = None
+    if args.tools:
+        # The assistant's prompt: the built-in tools' schemas in the system turn (calibrated apart).
+        from voiceloop.tools import Timers, builtin_tools
+
+        schemas = [t.schema() for t in [*builtin_tools(), *Timers().tools()]]
     samples = []
     for r in rows:
         audio, _ = read_audio(out / r["file"])
@@ -204,19 +210,19 @@ def cmd_features(args: argparse.Namespace) -> None:
             text = asr.transcribe(heard).text
             row["transcript"] = text
             if text:
-                list(llm.stream([], text, max_tokens=1))
+                list(llm.stream([], text, max_tokens=1, **({"tools": schemas} if schemas else {})))
                 row["signals"] = llm.turn_signals([], text) or {}
             else:
                 row["signals"] = {}
             row["audio_p"] = smart.probability(heard)
-            row["model"] = llm.model_path.name
+            row["model"] = llm.model_path.name + ("+tools" if schemas else "")
             samples.append(row)
             print(
                 f"{row['file']:<24} {row['kind']:<8} {text[-40:]!r:<44} "
                 f"{ {k: round(v, 3) for k, v in row['signals'].items()} } audio {row['audio_p']:.2f}"
             )
     rows = samples
-    (out / "features.json").write_text(json.dumps(rows, indent=1))
+    (out / args.name).write_text(json.dumps(rows, indent=1))
 
 
 # -- fit ---------------------------------------------------------------------------------------------
@@ -224,10 +230,9 @@ def cmd_fit(args: argparse.Namespace) -> None:
     from voiceloop.turn.policy import Calibration, EndOfTurnEvidence, features, fit_logistic
 
     out = Path(args.out)
-    rows = [r for r in json.loads((out / "features.json").read_text()) if r["kind"] == "complete" or r.get("pause_found")]
-    skipped = sum(
-        1 for r in json.loads((out / "features.json").read_text()) if r["kind"] == "paused" and not r.get("pause_found")
-    )
+    feats = json.loads((out / args.features).read_text())
+    rows = [r for r in feats if r["kind"] == "complete" or r.get("pause_found")]
+    skipped = sum(1 for r in feats if r["kind"] == "paused" and not r.get("pause_found"))
 
     def evidence(r: dict) -> EndOfTurnEvidence:
         s = r["signals"]
@@ -339,13 +344,13 @@ def cmd_fit(args: argparse.Namespace) -> None:
     if args.plot:
         _plot(report, chosen, Path(args.plot))
     if args.write:
-        # Syntax alone is reported, not shipped: without a signal the policy uses the generic cues.
-        cal = Calibration(
-            weights={k: v.tolist() for k, v in results.items() if k != "syntax"},
-            thresholds={k: list(v) for k, v in chosen.items() if k != "syntax"},
-            levels_ms=levels,
-        )
+        # Syntax alone is reported, not shipped: without a signal the policy uses the generic cues. Other
+        # models' entries in the file are kept.
         path = Path(__file__).resolve().parent.parent / "voiceloop" / "turn" / "calibration.json"
+        old = Calibration.load(path) if path.is_file() else Calibration()
+        weights = {**old.weights, **{k: v.tolist() for k, v in results.items() if k != "syntax"}}
+        thresholds = {**old.thresholds, **{k: list(v) for k, v in chosen.items() if k != "syntax"}}
+        cal = Calibration(weights=weights, thresholds=thresholds, levels_ms=levels)
         cal.save(path)
         print(f"wrote {path}")
 
@@ -396,9 +401,12 @@ def main() -> None:
     p = sub.add_parser("features")
     p.add_argument("out")
     p.add_argument("--llm")
+    p.add_argument("--tools", action="store_true", help="with the built-in tools in the prompt (the assistant's)")
+    p.add_argument("--name", default="features.json", help="output file in OUT_DIR")
     p.set_defaults(fn=cmd_features)
     p = sub.add_parser("fit")
     p.add_argument("out")
+    p.add_argument("--features", default="features.json", help="the features file in OUT_DIR")
     p.add_argument("--plot")
     p.add_argument("--write", action="store_true")
     p.add_argument("--l2", type=float, default=1.0)

@@ -143,6 +143,10 @@ def test_strip_repeats_cuts_a_decoder_loop():
 
 def test_strip_restart_cuts_repeated_utterance():
     assert strip_restart("What time is it? What time is it?") == "What time is it?"
+    # the decoder's lone restart word after the sentence's end
+    assert strip_restart("What's the time in London right now? What") == "What's the time in London right now?"
+    assert strip_restart("Can you turn on the hallway light? Can") == "Can you turn on the hallway light?"
+    assert strip_restart("Yes. Yes.") == "Yes. Yes."
     assert strip_restart("4 queen of clothes 4 queen of") == "4 queen of clothes"
     keep = "ask not what your country can do for you, ask what you can do for your country"
     assert strip_restart(keep) == keep

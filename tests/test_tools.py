@@ -173,7 +173,7 @@ async def test_timers_fire_on_the_replaceable_clock():
     async def announce(text: str, due_ns: int) -> None:
         said.append((text, clock.now_ns() - due_ns))
 
-    runner = asyncio.create_task(timers.run(announce, tick_s=0.005))
+    runner = asyncio.create_task(timers.run(announce, tick_s=0.005, lead_s=0.0))
     assert "5 seconds" in timers.set_timer(seconds=5, label="tea")
     timers.set_reminder("call mum", in_minutes=1)
     assert "tea: 5 seconds left" in timers.list_timers()

@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         piper=PiperOptions(model=args.voice),
         turn_audio=turn_audio(args),
     )
-    engines.warm_up()
+    engines.warm_up(tools=(make := tool_factory(args)) and make())
     try:
         asyncio.run(_assistant(engines, args))
     except KeyboardInterrupt:

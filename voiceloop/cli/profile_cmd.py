@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         llm=remote,
         turn_audio=turn_audio(args),
     )
-    engines.warm_up()
+    engines.warm_up(tools=(make := tool_factory(args)) and make())
     system = system_info(engines)
     strategies = ["speculative", "sequential"] if args.strategy == "both" else [args.strategy]
     reports = {}

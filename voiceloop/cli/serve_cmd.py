@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         piper=PiperOptions(model=args.voice),
         turn_audio=turn_audio(args),
     )
-    engines.warm_up()
+    engines.warm_up(tools=(make := tool_factory(args)) and make())
     server = BridgeServer(engines, options)
     print(f"voiceloop bridge: open http://{args.host}:{args.port}/ in a browser (Ctrl-C stops)", file=sys.stderr)
     try:

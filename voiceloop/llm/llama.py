@@ -227,13 +227,18 @@ class LlamaBackend(LLMBackend):
             # the whole prefill (on a 1.5B model 8 tokens take ~100 ms on two cores, 4 take ~60).
             self._reply_waiting.clear()
             self.llm.n_tokens = reuse
-            self._set_threads(self.options.prefill_threads, self.options.prefill_threads)
+            # Warming the conversation's prefix (no user words yet: at its start or between turns) may take
+            # every thread and bigger steps: nobody is speaking, so Whisper does not need the other core.
+            warm = not user_text
+            chunk = 64 if warm else self.options.prefill_chunk
+            threads = self.n_threads if warm else self.options.prefill_threads
+            self._set_threads(threads, self.options.n_threads_batch if warm else threads)
             try:
-                for i in range(reuse, len(tokens), self.options.prefill_chunk):
+                for i in range(reuse, len(tokens), chunk):
                     if self._reply_waiting.is_set():
                         log.debug("prefill cut short at %d of %d tokens: a reply is waiting", i, len(tokens))
                         return
-                    self.llm.eval(tokens[i : i + self.options.prefill_chunk])
+                    self.llm.eval(tokens[i : i + chunk])
             finally:
                 self._set_threads(self.n_threads, self.options.n_threads_batch)
             if isinstance(self.decoder.drafter, DraftModelDrafter):

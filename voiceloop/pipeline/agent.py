@@ -187,6 +187,10 @@ class VoiceAgent(Stage[AudioFrame, Event]):
 
     async def process(self, inputs: AsyncIterable[AudioFrame]) -> AsyncIterator[Event]:
         feeder = asyncio.create_task(self._feed(inputs), name="agent-input")
+        if self.options.prefill:
+            # The conversation's prefix (persona, tools' schemas: ~1,000 tokens with tools) before anyone speaks.
+            warm = asyncio.get_running_loop().run_in_executor(self.engines.llm_executor, self._prefill_fn(""))
+            warm.add_done_callback(_log_failure)
         services = [asyncio.create_task(ts.run(self.announce), name="agent-toolset") for ts in self._toolsets]
         try:
             while True:
@@ -230,25 +234,30 @@ class VoiceAgent(Stage[AudioFrame, Event]):
         return self._state is not _State.IDLE or self._job is not None or self._agent_playing()
 
     async def announce(self, text: str, due_ns: int | None = None) -> None:
-        """Say ``text`` now (a timer going off), or, if a turn is in progress, as soon as it is over: never
-        over the user and never into a reply. The first clause is voiced alone, so the first audio is
-        out one short synthesis after the due time; an ``Announcement`` event reports how late it was."""
+        """Say ``text`` at ``due_ns`` (a timer going off; now if None), or, if a turn is in progress then, as soon
+        as it is over: never over the user and never into a reply. The first clause is voiced ahead (a timer
+        hands it over early), so its audio starts on time; an ``Announcement`` event reports how late it was."""
         due = due_ns if due_ns is not None else self.clock.now_ns()
+        loop = asyncio.get_running_loop()
+        eng = self.engines
+        splitter = ClauseSplitter(self.options.clauses)
+        clauses = [*splitter.feed(text + " "), *([t] if (t := splitter.flush()) else [])]
+
+        def voice(clause: str) -> list[np.ndarray]:
+            return list(eng.tts.synthesize(speakable(clause)))
+
+        first = await loop.run_in_executor(eng.tts_executor, voice, clauses[0]) if clauses else []
+        while self.clock.now_ns() < due:
+            await asyncio.sleep(min(0.005, (due - self.clock.now_ns()) / 1e9))
         while self._busy() or (self._announcing is not None and not self._announcing.done()):
             await asyncio.sleep(0.01)
         self._announce_ids -= 1
         self._announcing = asyncio.current_task()  # type: ignore[assignment]
         ann_id = self._announce_ids
-        loop = asyncio.get_running_loop()
-        eng = self.engines
         first_ns = 0
-        splitter = ClauseSplitter(self.options.clauses)
-        clauses = [*splitter.feed(text + " "), *([t] if (t := splitter.flush()) else [])]
         try:
-            for clause in clauses:
-                chunks = await loop.run_in_executor(
-                    eng.tts_executor, lambda c=clause: list(eng.tts.synthesize(speakable(c)))
-                )
+            for i, clause in enumerate(clauses):
+                chunks = first if i == 0 else await loop.run_in_executor(eng.tts_executor, voice, clause)
                 if not chunks:
                     continue
                 if self._state is not _State.IDLE:

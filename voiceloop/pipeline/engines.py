@@ -81,13 +81,19 @@ class Engines:
             "turn_audio": str(self.turn_audio.model_path) if self.turn_audio is not None else "none",
         }
 
-    def warm_up(self) -> None:
-        """One pass through each engine so the first real turn pays no first-call costs."""
+    def warm_up(self, tools: list | None = None) -> None:
+        """One pass through each engine so the first real turn pays no first-call costs; with ``tools`` (Tool
+        objects or tool sets) the prompt prefix with their schemas too (~1,000 tokens: seconds on a CPU)."""
         import numpy as np
 
         self.asr.transcribe(np.zeros(16000, dtype=np.float32))
         for _ in self.llm.stream([], "Hello.", max_tokens=2):
             pass
+        if tools:
+            from ..tools.base import Tool
+
+            flat = [t for x in tools for t in ([x] if isinstance(x, Tool) else x.tools())]
+            self.llm.prefill([], "", tools=[t.schema() for t in flat])
         for _ in self.tts.synthesize("Hello."):
             pass
 

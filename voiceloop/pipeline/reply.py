@@ -158,9 +158,10 @@ class ReplyJob:
             text = self.transcript or ""
             sig = eng.llm.turn_signals(self.history, text) or {}
             model = getattr(eng.llm, "model_path", None)
-            self.evidence = EndOfTurnEvidence(
-                text, sig.get("eom"), sig.get("punct"), audio, model=Path(str(model)).name if model else None
-            )
+            name = Path(str(model)).name if model else None
+            if name and self.agent.tool_runner is not None:
+                name += "+tools"  # the tools' schemas in the prompt shift the signals: calibrated apart
+            self.evidence = EndOfTurnEvidence(text, sig.get("eom"), sig.get("punct"), audio, model=name)
             self.end_of_turn = self.agent.endpointing.probability(self.evidence)
         finally:
             self.scored.set()

@@ -138,17 +138,20 @@ class Timers:
         with self._lock:
             return sorted(self._items.values(), key=lambda i: i.due_ns)
 
-    async def run(self, announce: Callable[[str, int], Awaitable[None]], *, tick_s: float = 0.02) -> None:
-        """Hand each due item to ``announce(message, due_ns)``; runs until cancelled. Sleeps until the next
-        due time (woken early when timers change), in steps of at most ``tick_s`` so a test clock that is
-        moved by hand is noticed within one tick."""
+    async def run(
+        self, announce: Callable[[str, int], Awaitable[None]], *, tick_s: float = 0.02, lead_s: float = 0.5
+    ) -> None:
+        """Hand each item to ``announce(message, due_ns)`` ``lead_s`` before it is due (the announcer voices it
+        ahead and plays it on time); runs until cancelled. Sleeps until then (woken early when timers
+        change), in steps of at most ``tick_s`` so a test clock that is moved by hand is noticed in a tick."""
         self._loop = asyncio.get_running_loop()
         self._changed = asyncio.Event()
         speaking: set[asyncio.Task[None]] = set()
         while True:
             items = self.pending()
             now = self.clock.now_ns()
-            due = [i for i in items if i.due_ns <= now]
+            lead = int(lead_s * NS)
+            due = [i for i in items if i.due_ns - lead <= now]
             for item in due:
                 with self._lock:
                     if self._items.pop(item.id, None) is None:
@@ -157,8 +160,8 @@ class Timers:
                 task = asyncio.ensure_future(announce(item.message, item.due_ns))
                 speaking.add(task)
                 task.add_done_callback(speaking.discard)
-            rest = [i for i in items if i.due_ns > now]
-            wait = min([tick_s, *((i.due_ns - now) / NS for i in rest[:1])])
+            rest = [i for i in items if i.due_ns - lead > now]
+            wait = min([tick_s, *((i.due_ns - lead - now) / NS for i in rest[:1])])
             self._changed.clear()
             try:
                 await asyncio.wait_for(self._changed.wait(), timeout=max(wait, 0.001))
