@@ -29,7 +29,9 @@ async def _run(engines, audio: np.ndarray):
 
 
 async def test_pause_inside_sentence_waits_for_the_rest(engines):
-    first, second = _speech(engines, "So the thing is"), _speech(engines, "my flight was cancelled.")
+    # A pause after a preposition. ("So the thing is … my flight was cancelled." was held by an opener phrase
+    # list; with the calibrated decision that opener is not reliably held: see the README's turn-taking table.)
+    first, second = _speech(engines, "My daughter's birthday is on"), _speech(engines, "the fourteenth of March.")
     lead = np.zeros(8000, np.float32)
     audio = np.concatenate([lead, first, np.zeros(9600, np.float32), second, np.zeros(48000, np.float32)])
     second_end_ns = int((lead.size + first.size + 9600 + second.size) * 62_500)
@@ -37,7 +39,7 @@ async def test_pause_inside_sentence_waits_for_the_rest(engines):
     turns = [e.record for e in events if isinstance(e, TurnMetrics)]
     assert len(turns) == 1, [r.transcript for r in turns]
     rec = turns[0]
-    assert "thing is" in rec.transcript.lower() and "flight" in rec.transcript.lower()
+    assert "birthday" in rec.transcript.lower() and "march" in rec.transcript.lower()
     assert rec.reply
     assert rec.preemptions >= 2 and rec.discarded >= 1  # a reply was started in the pause and dropped
     first_audio = next(e for e in events if isinstance(e, ReplyAudio))

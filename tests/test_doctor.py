@@ -78,13 +78,15 @@ def test_engine_named_from_a_real_faulthandler_dump(tmp_path):
 def test_main_command_turns_a_crash_at_the_first_decode_into_one_message(tmp_path):
     """`voiceloop profile` from the command line: llama.cpp dies of SIGILL at its first decode (as on an
     AMX Xeon), and the user reads one sentence naming the LLM, the signal and the fix."""
+    # Every decode goes through LlamaContext.decode; the signal goes to the calling thread, as a real
+    # illegal instruction does.
     (tmp_path / "sitecustomize.py").write_text(
-        "import os, signal\n"
+        "import os, signal, threading\n"
         "if os.environ.get('VOICELOOP_SUPERVISED'):\n"
-        "    import llama_cpp\n"
-        "    def _amx_like_crash(self, tokens):\n"
-        "        os.kill(os.getpid(), signal.SIGILL)\n"
-        "    llama_cpp.Llama.eval = _amx_like_crash\n"
+        "    import llama_cpp._internals\n"
+        "    def _amx_like_crash(self, batch):\n"
+        "        signal.pthread_kill(threading.get_ident(), signal.SIGILL)\n"
+        "    llama_cpp._internals.LlamaContext.decode = _amx_like_crash\n"
     )
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "VOICELOOP_AUTOTUNE": "0"}
     proc = subprocess.run([VOICELOOP, "profile"], capture_output=True, text=True, env=env, timeout=600)

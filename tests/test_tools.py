@@ -396,6 +396,7 @@ async def test_real_agent_sets_a_timer_by_voice_and_it_speaks(engines, paced_fra
     audio = np.concatenate([resample(pcm, tts.sample_rate, 16000), np.zeros(8 * 16000, np.float32)])
     clock = MonotonicClock()
     timers = Timers(clock=clock)
+    engines.warm_up(tools=[timers])  # as the CLI does: the tools' prompt prefix before the first turn
     agent = VoiceAgent(engines=engines, clock=clock, tools=[timers], tool_options=ToolOptions())
     events = [ev async for ev in agent.process(paced_frames(audio, clock))]
     rec = next(e.record for e in events if isinstance(e, TurnMetrics))
