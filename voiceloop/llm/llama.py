@@ -175,10 +175,12 @@ class LlamaBackend(LLMBackend):
         head = [] if system is None else [Message("system", system)]
         o = self.options
         budget = self._history_budget
-        pairs, block, start = len(turns) // 2, max(1, o.history_trim_block), 0
-        while start < pairs and self._count(head + turns[2 * start :]) > budget:
-            start += block
-        return head + turns[2 * min(start, pairs) :]
+        # A turn starts at a user message (a tool round adds the call and its result between it and the answer).
+        starts = [i for i, m in enumerate(turns) if m.role == "user"] + [len(turns)]
+        n, block, k = len(starts) - 1, max(1, o.history_trim_block), 0
+        while k < n and self._count(head + turns[starts[k] :]) > budget:
+            k += block
+        return head + turns[starts[min(k, n)] :]
 
     def _guard(self, history: list[Message], user_text: str) -> CopyGuard:
         def ids(text: str) -> list[int]:
@@ -190,7 +192,8 @@ class LlamaBackend(LLMBackend):
                 self._reply_ids[text] = got
             return got
 
-        replies = [ids(m.content) for m in self._trim(history) if m.role == "assistant"]
+        # Spoken replies only: a tool call the model wrote earlier may rightly be written again.
+        replies = [ids(m.content) for m in self._trim(history) if m.role == "assistant" and "<tool_call>" not in m.content]
         return CopyGuard(replies, ids(" " + user_text.strip()))
 
     @property

@@ -83,7 +83,7 @@ class RemoteBackend(LLMBackend):
             }
         system, history = split_system(history)
         messages = [{"role": "system", "content": system or o.system}]
-        messages += [{"role": m.role, "content": m.content} for m in history]
+        messages += _openai_after(history)
         messages.append({"role": "user", "content": user_text})
         messages += _openai_after(after or [])
         body = {
@@ -195,13 +195,14 @@ def _tagged(calls: dict[int, dict[str, str]]) -> Iterator[str]:
 
 
 def _openai_after(after: list[Message]) -> list[dict]:
-    """voiceloop's tool round (assistant calls in tag form, then tool results) as OpenAI messages."""
+    """voiceloop messages as OpenAI ones: assistant calls in tag form become ``tool_calls``, tool results
+    ``tool`` messages with the calls' ids; other messages pass as they are."""
     from ..tools.calls import ToolCallFilter
 
     out: list[dict] = []
     ids: list[str] = []
     for m in after:
-        if m.role == "assistant":
+        if m.role == "assistant" and "<tool_call>" in m.content:
             f = ToolCallFilter()
             text = f.feed(m.content) + f.flush()
             ids = [f"call_{len(out)}_{i}" for i in range(len(f.calls))]
@@ -217,4 +218,6 @@ def _openai_after(after: list[Message]) -> list[dict]:
             )
         elif m.role == "tool":
             out.append({"role": "tool", "tool_call_id": ids.pop(0) if ids else "call_0", "content": m.content})
+        else:
+            out.append({"role": m.role, "content": m.content})
     return out

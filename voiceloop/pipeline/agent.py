@@ -401,7 +401,7 @@ class VoiceAgent(Stage[AudioFrame, Event]):
                 self._utt = [prev_audio, *self._utt]
                 prev.extra["merged_into_next"] = True
                 if prev.extra.get("in_history"):
-                    del self.history[-2:]
+                    del self.history[prev.extra.pop("history_at") :]
                     prev.extra["in_history"] = False
                 log.debug("turn %d continues turn %d (cut in)", self._turn_id, prev.turn_id)
         self._record = record
@@ -564,7 +564,10 @@ class VoiceAgent(Stage[AudioFrame, Event]):
             # Cut in: the next turn carries this one's audio; its reply is discarded.
             rec.extra["merged_into_next"] = True
         else:
-            self.history += [Message("user", text), Message("assistant", rec.reply)]
+            # A tool round stays in the history (the call and its result): a model that sees its earlier
+            # answers without their calls imitates them and answers the next request from memory.
+            rec.extra["history_at"] = len(self.history)
+            self.history += [Message("user", text), *job.tool_messages, Message("assistant", rec.reply)]
             rec.extra["in_history"] = True
             if self.options.prefill and self._state is _State.IDLE:
                 # Evaluate the new history now, while the user is silent: when the history is

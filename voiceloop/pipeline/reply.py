@@ -76,6 +76,8 @@ class ReplyJob:
         self.tool_records: list[dict[str, object]] = []
         """The turn's tool calls: name, arguments, result, ms (and a filler, if one was spoken)."""
         self._filler: asyncio.Task[None] | None = None
+        self.tool_messages: list[Message] = []
+        """The turn's tool rounds as messages (calls, results): they go into the history with the answer."""
         self.spoken: list[str] = []
         """Clauses whose audio has been handed to the output."""
         self.audio_ns = 0
@@ -207,6 +209,7 @@ class ReplyJob:
                 results = await self._run_tools(runner, calls)
                 after += [Message("assistant", "\n".join(c.raw for c in calls))]
                 after += [Message("tool", r.content) for r in results]
+                self.tool_messages = list(after)
             self.reply_text = " ".join(p for p in spoken if p).strip()
             if self._filler is not None and not self._filler.done():
                 self._filler.cancel()

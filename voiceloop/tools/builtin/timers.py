@@ -73,6 +73,9 @@ class Timers:
             label: what it is for, e.g. "pasta"; optional.
         """
         total = minutes * 60 + seconds
+        label = (label or "").strip()
+        if label.lower() in ("", "timer", "a timer", "my timer"):
+            label = ""  # models often name a plain timer "timer": "The timer timer is done." reads badly
         name = label or "timer"
         what = f"The {name} timer is done." if label else "Your timer is done."
         self._add(name, what, total)
