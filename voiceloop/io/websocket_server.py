@@ -95,6 +95,17 @@ class BridgeServer:
         assert self._server is not None
         return self._server.sockets[0].getsockname()[1]
 
+    def new_agent(self) -> VoiceAgent:
+        """One conversation: the bridge's agent options, end-of-turn policy and a fresh set of tools."""
+        o = self.options
+        return VoiceAgent(
+            engines=self.engines,
+            options=o.agent,
+            clock=self.clock,
+            endpointing=o.endpointing,
+            tools=o.tools() if o.tools else None,
+        )
+
     def _origins(self, port: int) -> list[str | None]:
         hosts = {self.options.host, "127.0.0.1", "localhost"}
         return [None, *(f"http://{h}:{port}" for h in hosts), *self.options.allowed_origins]
@@ -190,13 +201,7 @@ class _Session:
             if hello is None:
                 return
             self.rate = hello.sample_rate
-            self.agent = VoiceAgent(
-                engines=self.server.engines,
-                options=o.agent,
-                clock=self.server.clock,
-                endpointing=o.endpointing,
-                tools=o.tools() if o.tools else None,
-            )
+            self.agent = self.server.new_agent()
             await self.ws.send(
                 dumps(
                     "ready",
@@ -342,13 +347,7 @@ class _TwilioSession(_Session):
                         await self.ws.close(CLOSE_POLICY, "only audio/x-mulaw at 8000 Hz is supported")
                         return
                     self.stream_sid = start.get("streamSid") or msg.get("streamSid", "")
-                    self.agent = VoiceAgent(
-                        engines=self.server.engines,
-                        options=o.agent,
-                        clock=self.server.clock,
-                        endpointing=o.endpointing,
-                        tools=o.tools() if o.tools else None,
-                    )
+                    self.agent = self.server.new_agent()
                     self._events = asyncio.create_task(self._send_events(), name=f"twilio-{self.id}-events")
                 elif event == "media" and self.agent is not None:
                     try:
