@@ -129,6 +129,10 @@ class LlamaBackend(LLMBackend):
         self._end_ids = sorted(
             {self.llm.tokenize(e.encode(), add_bos=False, special=False)[0] for e in (".", "?", "!", "\n", "\n\n")}
         )
+        # A tool call's possible first tokens (its tag, a bare JSON object, a "<tools>" wrapper).
+        self._call_ids = sorted(
+            {self.llm.tokenize(t.encode(), add_bos=False, special=True)[0] for t in ("{", '{"', " {", "<", "<tool_call>")}
+        )
         self._punct_ids = sorted({self.llm.tokenize(e.encode(), add_bos=False, special=False)[0] for e in ".?!"})
         import llama_cpp
 
@@ -310,15 +314,11 @@ class LlamaBackend(LLMBackend):
     def _signal_key(self, history: list[Message], user_text: str) -> tuple[tuple[Message, ...], str]:
         return tuple(history), user_text
 
-    def _call_start_ids(self) -> list[int]:
-        ids = {self.llm.tokenize(t.encode(), add_bos=False, special=True)[0] for t in ("{", '{"', " {", "<", "<tool_call>")}
-        return sorted(ids)
-
     def _wants_call(self, logits: np.ndarray) -> bool:
         """Is the reply a tool call? The model's own probability of starting one, against a fitted threshold."""
         z = logits.astype(np.float64)
         p = np.exp(z - z.max())
-        p_call = float(p[self._call_start_ids()].sum() / p.sum())
+        p_call = float(p[self._call_ids].sum() / p.sum())
         self.last_call_probability = p_call
         return p_call >= self.options.tool_call_threshold
 

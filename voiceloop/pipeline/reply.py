@@ -223,13 +223,9 @@ class ReplyJob:
             speaker.cancel()
 
     async def _run_tools(self, runner: ToolRunner, calls: list[ToolCall]) -> list[ToolResult]:
-        """Run the calls in order (the filler timer, started when the call began, covers this too)."""
-        task = asyncio.ensure_future(self._run_calls(runner, calls))
-        try:
-            results = await task
-        except asyncio.CancelledError:
-            task.cancel()  # barge-in: an async tool is cancelled; a thread's result is dropped
-            raise
+        """Run the calls in order (the filler timer, started when the call began, covers this too). A barge-in
+        cancels this task, and with it an async tool; a thread's result is dropped."""
+        results = [await runner.run(c) for c in calls]
         self.tool_records += [r.record() for r in results]
         return results
 
@@ -241,9 +237,6 @@ class ReplyJob:
         self.tool_records.append({"filler": filler})
         self.marks.setdefault("first_clause", self._now())
         await clauses.put(filler)
-
-    async def _run_calls(self, runner: ToolRunner, calls: list[ToolCall]) -> list[ToolResult]:
-        return [await runner.run(c) for c in calls]
 
     async def _generate(
         self,
