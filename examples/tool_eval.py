@@ -2,6 +2,8 @@
 
     # ask the LLM directly with the text (no ASR): right tool + arguments, false calls, per split
     python examples/tool_eval.py text [--llm NAME] [--grammar]
+    # the same requests as one conversation (shuffled; tools really run, replies stay in the history)
+    python examples/tool_eval.py session [--llm NAME] [--no-recap] [--seed N]
     # speak the requests (Piper joe + an espeak-ng voice), run them through the real pipeline, score
     python examples/tool_eval.py synth OUT_DIR
     python examples/tool_eval.py serve-lights 8123 &          # the HTTP endpoint the light tools call
@@ -199,6 +201,55 @@ def cmd_text(args: argparse.Namespace) -> None:
         Path(args.json).write_text(json.dumps(out, indent=1))
 
 
+def cmd_session(args: argparse.Namespace) -> None:
+    """All requests as one conversation, in a shuffled order, as the agent holds it: a call's round (the call,
+    the tool's result, the spoken follow-up) and every plain answer stay in the history, trimmed by tokens."""
+    import asyncio
+    import random
+
+    from voiceloop.cli.llm_args import resolve_model
+    from voiceloop.llm.llama import LlamaBackend, LlamaOptions
+    from voiceloop.llm.prompt import Message
+    from voiceloop.tools import ToolCallFilter, ToolRunner, check_call
+
+    tools = eval_tools()
+    by_name = {t.name: t for t in tools}
+    schemas = [t.schema() for t in tools]
+    runner = ToolRunner(tools)
+    llm = LlamaBackend(LlamaOptions(model=resolve_model(args.llm)))
+    if args.threshold is not None:
+        llm.options = dataclasses.replace(llm.options, tool_call_threshold=args.threshold)
+    if args.no_recap:
+        llm.prompt = dataclasses.replace(llm.prompt, recap_with_tools=False)
+    if args.recap_turns is not None:
+        llm.prompt = dataclasses.replace(llm.prompt, recap_turns=args.recap_turns)
+    reqs = load()
+    random.Random(args.seed).shuffle(reqs)
+    history: list[Message] = []
+    rows = []
+    for req in reqs:
+        f = ToolCallFilter()
+        spoken = f.feed("".join(llm.stream(history, req["text"], max_tokens=96, tools=schemas))) + f.flush()
+        call, after = None, []
+        if f.calls:
+            c = check_call(f.calls[0], by_name)
+            call = {"name": c.name, "arguments": c.arguments, "error": c.error}
+            results = [asyncio.run(runner.run(x)) for x in f.calls]
+            after = [Message("assistant", "\n".join(x.raw for x in f.calls))] + [Message("tool", r.content) for r in results]
+            g = ToolCallFilter()
+            spoken = g.feed("".join(llm.stream(history, req["text"], max_tokens=48, tools=schemas, after=after)))
+            spoken += g.flush()
+        history += [Message("user", req["text"]), *after, Message("assistant", spoken.strip())]
+        rows.append((req, call, spoken))
+        ok = right(req, call) if req["tool"] else call is None
+        print(f"{'ok ' if ok else 'BAD'} {req['id']} {req['text'][:45]:<45} -> {(call or spoken.strip())!s:.70}")
+    recap = "off" if args.no_recap else f"last {args.recap_turns}" if args.recap_turns is not None else "on"
+    thr = llm.options.tool_call_threshold
+    out = report(rows, f"{llm.model_path.name} session (seed {args.seed}, recap {recap}, threshold {thr})")
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1))
+
+
 def cmd_synth(args: argparse.Namespace) -> None:
     import numpy as np
 
@@ -276,6 +327,14 @@ def main() -> None:
     p.add_argument("--threshold", type=float, help="P(call) threshold to report (default: the backend's)")
     p.add_argument("--json")
     p.set_defaults(fn=cmd_text)
+    p = sub.add_parser("session", help="all requests as one conversation, tools really run")
+    p.add_argument("--llm")
+    p.add_argument("--no-recap", action="store_true", help="earlier turns as chat turns (the old prompt)")
+    p.add_argument("--recap-turns", type=int, help="recap only the latest N turns")
+    p.add_argument("--threshold", type=float, help="P(call) threshold (default: the backend's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json")
+    p.set_defaults(fn=cmd_session)
     p = sub.add_parser("synth")
     p.add_argument("out")
     p.set_defaults(fn=cmd_synth)

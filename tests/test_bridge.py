@@ -22,8 +22,8 @@ pytestmark = pytest.mark.models
 async def bridge(engines):
     servers = []
 
-    async def make(**kw):
-        server = BridgeServer(engines, BridgeOptions(port=0, **kw))
+    async def make(models=None, **kw):
+        server = BridgeServer(engines, BridgeOptions(port=0, **kw), models=models)
         await server.start()
         servers.append(server)
         return server
@@ -122,6 +122,59 @@ async def test_bad_first_message_gets_error_and_close(bridge, first, code):
         with pytest.raises(ConnectionClosed) as closed:
             await ws.recv()
         assert closed.value.rcvd.code == 1008
+
+
+async def test_settings_in_hello_reach_the_session(bridge, engines):
+    from voiceloop.tools import builtin_tools
+
+    alt = engines.with_llm(engines.llm)  # a second LLM on its own thread (the same weights: a cheap stand-in)
+    server = await bridge(models={"alt": alt}, tools=builtin_tools, tools_on=False)
+    offer = json.loads(await asyncio.to_thread(_http_get, server.port, "/settings.json"))
+    assert offer["choices"]["model"] == [engines.llm_name, "alt"]
+    assert offer["choices"]["strategy"] == ["speculative", "sequential"]
+    from voiceloop.llm.prompt import SPEECH_SYSTEM_PROMPT
+
+    assert offer["defaults"] == {
+        "strategy": "speculative", "system": SPEECH_SYSTEM_PROMPT, "model": engines.llm_name, "tools": False
+    }  # fmt: skip
+    asked = {"strategy": "sequential", "system": "You are Ada, a ship's computer.", "model": "alt", "tools": True}
+    async with connect(_url(server)) as ws:
+        await ws.send(json.dumps({"type": "hello", "version": 1, "sample_rate": 16000, **asked}))
+        ready = json.loads(await ws.recv())
+        assert ready["type"] == "ready" and ready["settings"] == asked
+        assert ready["budgets"]["v2v"] > 0 and ready["system"]["cpu_count"] >= 1
+        (session,) = server.sessions.values()
+        agent = session.agent
+        assert agent.engines is alt and agent.options.strategy == "sequential"
+        assert agent.options.system == asked["system"] and agent.tool_runner is not None
+        assert type(agent.endpointing).__name__ == "FixedSilence"  # a sequential session waits a fixed silence
+
+
+async def test_bad_settings_get_errors_and_the_session_stays_usable(bridge, data_dir):
+    server = await bridge()
+    pcm, rate = _clip(data_dir)
+    bad = {"strategy": "warp", "model": "gpt-9", "tools": "yes", "system": 42}
+    async with connect(_url(server)) as ws:
+        await ws.send(json.dumps({"type": "hello", "version": 1, "sample_rate": rate, **bad}))
+        errors = [json.loads(await ws.recv()) for _ in bad]
+        assert {e["code"] for e in errors} == {"bad_setting"}
+        for name, e in zip(("strategy", "system", "model", "tools"), errors, strict=True):
+            assert f"setting {name!r}" in e["message"] and "default" in e["message"]
+        ready = json.loads(await ws.recv())
+        assert ready["type"] == "ready" and ready["settings"]["strategy"] == "speculative"
+        assert ready["settings"]["tools"] is False  # this server offers none
+        sender = asyncio.create_task(_stream(ws, pcm, rate))
+        msgs, audio_bytes = await _collect(ws, 9.0)
+        await sender
+    turns = [m for m in msgs if m["type"] == "turn"]
+    assert turns and "lamp" in turns[-1]["transcript"].lower() and audio_bytes > 0
+
+
+def _http_get(port: int, path: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+        return r.read().decode()
 
 
 async def test_bad_messages_mid_session_get_errors_and_session_survives(bridge):

@@ -1,8 +1,12 @@
-"""The bridge's browser page in real headless Chromium (Debian's), driven by Playwright, with a fake microphone."""
+"""The bridge's playground page in real headless Chromium (Debian's), driven by Playwright, with a fake microphone
+playing real speech into it."""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,41 +24,122 @@ OFFLINE_FLAGS = (
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream", "--autoplay-policy=no-user-gesture-required",
 )  # fmt: skip
-# Headless, sandbox off (root), no network beyond loopback, a fake microphone fed from a file.
-OFFLINE_FLAGS = (
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream", "--autoplay-policy=no-user-gesture-required",
-)  # fmt: skip
+PERSONA = "You are Ada, a cheerful voice assistant. Your words are read aloud, so reply in one short, plain sentence."
+SCREENSHOT = os.environ.get("VOICELOOP_SCREENSHOT")
+"""Where to save a screenshot of the session (the README's picture is captured by this test)."""
 
 
-async def test_page_transcribes_the_microphone_and_plays_the_reply(engines, data_dir, tmp_path):
+def _mic(engines, data_dir: Path, tmp_path: Path) -> Path:
+    """A recorded request, then a question in Piper's voice; Chromium loops the file. After each one enough
+    silence for the turn to end and the reply to play."""
+    samples, rate = read_audio(data_dir / "voice2json_would_you_please_turn_on_living_room_lamp.wav")
+    lamp = (resample(samples, rate, 48000) * 32767).astype(np.int16)
+    tts = engines.tts
+    ask = np.concatenate(list(tts.synthesize("What time is it in Tokyo right now?"))).astype(np.float32) / 32767
+    ask = (resample(ask, tts.sample_rate, 48000) * 32767).astype(np.int16)
+    gap = np.zeros(6 * 48000, np.int16)
+    mic = tmp_path / "mic.wav"
+    write_wav(mic, np.concatenate([np.zeros(24000, np.int16), lamp, gap, ask, gap]), 48000)
+    return mic
+
+
+async def test_playground_session(engines, data_dir, tmp_path):
+    """One browser session on real speech: the waterfall equals the turn messages, the state goes hearing ->
+    thinking -> speaking -> listening, the export validates against the profile schema, and a bad setting is
+    reported while the session goes on; a second session with other settings reaches the server."""
+    import jsonschema
     from playwright.async_api import async_playwright
 
-    # Chromium loops the capture file: speech, then enough silence for the turn to end and the reply to play.
-    samples, rate = read_audio(data_dir / "voice2json_would_you_please_turn_on_living_room_lamp.wav")
-    speech = (resample(samples, rate, 48000) * 32767).astype(np.int16)
-    mic = tmp_path / "mic.wav"
-    write_wav(mic, np.concatenate([np.zeros(24000, np.int16), speech, np.zeros(8 * 48000, np.int16)]), 48000)
+    from voiceloop.profile import report_schema
+    from voiceloop.tools import builtin_tools
 
-    server = BridgeServer(engines, BridgeOptions(port=0))
+    # Tools are offered but off by default (as `voiceloop serve` without --tools); the page switches them on.
+    engines.warm_up(tools=builtin_tools())
+    server = BridgeServer(engines, BridgeOptions(port=0, tools=builtin_tools, tools_on=False))
     await server.start()
     try:
         async with async_playwright() as pw:
-            args = [*OFFLINE_FLAGS, f"--use-file-for-fake-audio-capture={mic}"]
+            args = [*OFFLINE_FLAGS, f"--use-file-for-fake-audio-capture={_mic(engines, data_dir, tmp_path)}"]
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=args)
-            page = await browser.new_page()
+            page = await browser.new_page(viewport={"width": 1200, "height": 860})
             await page.goto(f"http://127.0.0.1:{server.port}/")
+            await page.wait_for_function("document.querySelectorAll('#strategy option').length == 2")
+            # A value the form does not offer (as a hand-written client might send) and a persona.
+            await page.evaluate(
+                "() => { const o = document.createElement('option'); o.value = o.textContent = 'warp';"
+                " document.querySelector('#strategy').append(o); }"
+            )
+            await page.select_option("#strategy", "warp")
+            await page.check("#tools")
             await page.click("#start")
-            await page.wait_for_function("window.voiceloop.transcript.length > 0", timeout=30_000)
-            await page.wait_for_function("window.voiceloop.replyBytes > 0", timeout=30_000)
-            transcript = await page.evaluate("window.voiceloop.transcript")
-            shown = await page.inner_text("#log")
-            await page.wait_for_function("document.querySelector('#log .ms').textContent.includes('v2v')", timeout=30_000)
-            latency = await page.inner_text("#log .ms")
+            await page.wait_for_function("window.voiceloop.turnMsgs.some((m) => m.v2v_ms != null)", timeout=40_000)
+            await page.wait_for_function("window.voiceloop.stateLog.includes('listening', 2)", timeout=20_000)
+            states = await page.evaluate("window.voiceloop.stateLog")
+            errors = await page.inner_text("#errors")
+            ready = await page.evaluate("window.voiceloop.ready")
+            turn = await page.evaluate("window.voiceloop.turnMsgs.find((m) => m.v2v_ms != null)")
+            spans = await page.eval_on_selector_all(
+                f"#waterfall g.row[data-turn='{turn['turn_id']}'] [data-stage]",
+                "els => els.map((e) => [e.dataset.stage, +e.dataset.ms, e.getAttribute('width')])",
+            )
+            v2v_label = await page.text_content(f"#waterfall g.row[data-turn='{turn['turn_id']}'] text.v2v")
+            summary_v2v = await page.inner_text("#summary tr[data-row='v2v'] td")
+            # The second request, answered with a tool.
+            await page.wait_for_function(
+                "window.voiceloop.turnMsgs.filter((m) => m.v2v_ms != null).length >= 2", timeout=40_000
+            )
+            await page.wait_for_function("document.querySelector('#state').dataset.state == 'listening'")
+            conversation = await page.inner_text("#conversation")
+            second = await page.evaluate("window.voiceloop.turnMsgs.filter((m) => m.v2v_ms != null)[1]")
+            rows = await page.eval_on_selector_all("#waterfall g.row", "els => els.map((e) => +e.dataset.turn)")
+            if SCREENSHOT:
+                await page.screenshot(path=SCREENSHOT, full_page=True)
+            async with page.expect_download() as download:
+                await page.click("#export")
+            exported = json.loads(Path(await (await download.value).path()).read_text())
+
+            # The session is still usable after the bad setting: stop it, change a setting, start again.
+            await page.click("#stop")
+            await page.wait_for_function("document.querySelector('#state').dataset.state == 'idle'", timeout=10_000)
+            # Another strategy, a persona of one's own, no tools.
+            await page.select_option("#strategy", "sequential")
+            await page.fill("#system", PERSONA)
+            await page.uncheck("#tools")
+            await page.click("#start")
+            await page.wait_for_function(
+                "window.voiceloop.ready && window.voiceloop.ready.settings.strategy == 'sequential'"
+            )
+            second_ready = await page.evaluate("window.voiceloop.ready")
+            await page.wait_for_function(
+                "window.voiceloop.turnMsgs.some((m) => m.strategy == 'sequential' && m.v2v_ms != null)", timeout=40_000
+            )
+            await page.click("#stop")
             await browser.close()
     finally:
         await server.close()
-    assert "lamp" in transcript.lower()
-    assert "lamp" in shown.lower()  # the page shows the final transcript
-    assert "v2v" in latency
+
+    # A bad setting: the protocol's error, shown; the default applies; the good setting reached the server.
+    assert "bad_setting" in errors and "strategy" in errors
+    assert ready["settings"]["strategy"] == "speculative"
+    assert ready["settings"]["tools"] is True
+    assert second_ready["settings"] == {**ready["settings"], "strategy": "sequential", "system": PERSONA, "tools": False}
+    # The waterfall's spans are the turn message's stages, in chain order, with the endpoint tick.
+    chain = [s for s in ("vad", "asr", "llm", "clause", "tts", "release") if s in turn["stages"]]
+    assert [s for s, _, _ in spans if s != "endpoint"] == chain
+    for stage, ms, _ in spans:
+        assert ms == pytest.approx(turn["stages"][stage], abs=0.05)
+    assert ("endpoint" in [s for s, _, _ in spans]) == ("endpoint" in turn["stages"])
+    assert v2v_label.startswith(f"{round(turn['v2v_ms'])} ms")
+    assert summary_v2v == str(round(turn["v2v_ms"]))  # one answered turn: p50 is that turn's v2v
+    assert rows == [turn["turn_id"], second["turn_id"]]  # one waterfall row per answered turn
+    # State: listening -> hearing -> thinking -> speaking -> listening, in that order.
+    i = states.index("hearing")
+    assert states[i : i + 4] == ["hearing", "thinking", "speaking", "listening"], states
+    assert "lamp" in conversation.lower() and "tokyo" in second["transcript"].lower() and second["reply"]
+    calls = [t for t in second["tools"] if "name" in t]
+    assert [t["name"] for t in calls] == ["current_time"] and calls[0]["ok"] and "tool current_time" in conversation
+    # The export is a `voiceloop profile` report.
+    jsonschema.validate(exported, report_schema())
+    answered = [t for t in exported["turns"] if t["v2v_ms"] is not None]
+    assert answered[0]["v2v_ms"] == pytest.approx(turn["v2v_ms"]) and "lamp" in answered[0]["transcript"].lower()
+    assert exported["summary"]["answered"] == len(answered) and exported["system"]["cpu"]

@@ -239,8 +239,10 @@ class ToolLLM(FakeLLM):
         self.times = times
         self.seen: list[tuple] = []
 
-    def stream(self, history, user_text, *, stop=None, max_tokens=64, stats=None, tools=None, after=None):
-        self.seen.append((tools is not None, list(after or [])))
+    def stream(
+        self, history, user_text, *, stop=None, max_tokens=64, stats=None, tools=None, after=None, tool_choice="auto"
+    ):
+        self.seen.append((tools is not None, list(after or []), tool_choice))
         if not after and self.times <= 0:
             yield "Done: nothing to do."
         elif not after:
@@ -276,6 +278,37 @@ async def test_agent_runs_a_tool_speaks_a_filler_and_the_answer(data_dir):
     assert rec.reply == "Done: timer set for 5 minutes."
     assert rec.marks["filler"] <= rec.marks["first_audio_out"]  # the filler was the first audio
     assert llm.seen[0][0] and llm.seen[1][1][0].role == "assistant" and llm.seen[1][1][1].role == "tool"
+    engines.close()
+
+
+class CallingLLM(ToolLLM):
+    """Calls the tool whenever it may (a small model that does not stop calling)."""
+
+    def stream(self, history, user_text, **kw):
+        self.seen.append((kw.get("tools") is not None, list(kw.get("after") or []), kw.get("tool_choice", "auto")))
+        if kw.get("tool_choice", "auto") == "auto":
+            yield from ["<tool_call>\n", self.call, "\n</tool_call>"]
+        else:
+            yield f"It is {kw['after'][-1].content}."
+
+
+async def test_the_last_round_must_answer_in_words(data_dir):
+    """A model that keeps calling gets max_rounds of tools, then a round where calls are not allowed: the
+    user hears the answer from the results, not a refusal."""
+    from voiceloop.audio.files import read_audio_16k
+
+    speech = read_audio_16k(data_dir / "voice2json_would_you_please_turn_on_living_room_lamp.wav")
+    audio = np.concatenate([speech, np.zeros(3 * 16000, np.float32)])
+    llm = CallingLLM('{"name": "current_time", "arguments": {"place": "Tokyo"}}')
+    engines = Engines(asr=FakeASR(split_s=0), llm=llm, tts=FakeTTS())
+    clock = MonotonicClock()
+    agent = VoiceAgent(engines=engines, options=AgentOptions(prefill=False), clock=clock, tools=[current_time])
+    events = [ev async for ev in agent.process(_frames(audio, clock))]
+    rec = next(e.record for e in events if isinstance(e, TurnMetrics))
+    rounds = agent.tool_runner.options.max_rounds
+    assert [c for _, _, c in llm.seen] == ["auto"] * rounds + ["none"]
+    assert len([t for t in rec.tools if "name" in t]) == rounds
+    assert rec.reply.startswith("It is ") and "could not" not in rec.reply
     engines.close()
 
 
@@ -385,6 +418,12 @@ def test_real_llm_calls_the_right_tool(engines):
     f.feed("".join(engines.llm.stream([], "Who wrote Romeo and Juliet?", max_tokens=32, tools=schemas)))
     f.flush()
     assert not f.calls
+    # tool_choice="none" (the last round): the same request the model calls a tool for gets words.
+    text = "".join(engines.llm.stream([], "What time is it in Tokyo?", max_tokens=24, tools=schemas, tool_choice="none"))
+    f = ToolCallFilter()
+    f.feed(text)
+    f.flush()
+    assert not f.calls and text.strip() and "tool_call" not in text, text
 
 
 @pytest.mark.models

@@ -7,7 +7,7 @@ import asyncio
 import os
 import sys
 
-from .llm_args import add_llm_args, llama_options
+from .llm_args import add_llm_args, llama_options, resolve_model
 from .tool_args import add_tool_args, tool_factory
 from .turn_args import add_turn_args, endpointing, turn_audio
 
@@ -22,6 +22,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-origin", action="append", default=[], help="extra browser Origin to accept (repeatable)")
     p.add_argument("--whisper", help="a CTranslate2 Whisper model directory")
     add_llm_args(p)
+    p.add_argument(
+        "--offer-llm",
+        action="append",
+        default=[],
+        metavar="LLM",
+        help="also load this LLM (GGUF or catalog name); clients may choose it in hello's model (repeatable)",
+    )
     add_turn_args(p)
     add_tool_args(p, default_on=False)
     p.add_argument("--voice", help="a Piper voice .onnx")
@@ -44,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
         allowed_origins=tuple(args.allow_origin),
         agent=AgentOptions(system=args.system),
         endpointing=endpointing(args),
-        tools=tool_factory(args),
+        tools=tool_factory(args, always=True),
+        tools_on=args.tools,
     )
     if not is_loopback(args.host) and not args.token:
         # Check before loading models: the answer does not depend on them.
@@ -59,7 +67,20 @@ def run(args: argparse.Namespace) -> int:
         turn_audio=turn_audio(args),
     )
     engines.warm_up(tools=(make := tool_factory(args)) and make())
-    server = BridgeServer(engines, options)
+    offered = {}
+    for name in args.offer_llm:
+        from dataclasses import replace
+
+        from ..llm.llama import LlamaBackend
+
+        base = llama_options(args)
+        # A draft model pairs with one target's tokenizer: an offered LLM decodes without it.
+        spec = "none" if base.speculative == "draft" else base.speculative
+        opts = replace(base, model=resolve_model(name), speculative=spec, draft_model=None)
+        other = engines.with_llm(LlamaBackend(opts))
+        other.warm_up()
+        offered[other.llm_name] = other
+    server = BridgeServer(engines, options, models=offered)
     print(f"voiceloop bridge: open http://{args.host}:{args.port}/ in a browser (Ctrl-C stops)", file=sys.stderr)
     try:
         asyncio.run(server.serve_forever())
@@ -68,5 +89,6 @@ def run(args: argparse.Namespace) -> int:
 
         raise VoiceloopError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     finally:
-        engines.close()
+        for e in (engines, *offered.values()):
+            e.close()
     return 0

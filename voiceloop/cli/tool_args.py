@@ -21,9 +21,10 @@ def add_tool_args(p: argparse.ArgumentParser, *, default_on: bool) -> None:
     )
 
 
-def tool_factory(args: argparse.Namespace) -> Callable[[], list] | None:
-    """A fresh tool list per conversation (timers belong to one conversation); None = no tools."""
-    if not args.tools:
+def tool_factory(args: argparse.Namespace, *, always: bool = False) -> Callable[[], list] | None:
+    """A fresh tool list per conversation (timers belong to one conversation); None = no tools.
+    ``always``: make it even when --tools is off (the bridge's clients may switch tools on)."""
+    if not (args.tools or always):
         return None
     from ..tools import HomeAssistant, Timers, builtin_tools
 

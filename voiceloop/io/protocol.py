@@ -27,10 +27,28 @@ class ProtocolError(Exception):
         self.fatal = fatal
 
 
+STRATEGIES = ("speculative", "sequential")
+MAX_SYSTEM_CHARS = 4000
+"""A persona is a paragraph; a longer one costs its prompt evaluation on every cold start."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """A session's optional settings, sent in ``hello``; None = the server's default."""
+
+    strategy: str | None = None
+    system: str | None = None
+    model: str | None = None
+    tools: bool | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Hello:
     sample_rate: int
     version: int = PROTOCOL_VERSION
+    settings: Settings = Settings()
+    setting_errors: tuple[ProtocolError, ...] = ()
+    """Bad optional settings: each is reported and the server's default is used instead (not fatal)."""
 
 
 def parse_json(text: str) -> dict[str, Any]:
@@ -45,7 +63,7 @@ def parse_json(text: str) -> dict[str, Any]:
     return msg
 
 
-def parse_hello(msg: dict[str, Any]) -> Hello:
+def parse_hello(msg: dict[str, Any], models: tuple[str, ...] = ()) -> Hello:
     version = msg.get("version", PROTOCOL_VERSION)
     if version != PROTOCOL_VERSION:
         raise ProtocolError("bad_version", f"protocol version {version!r} not supported; use {PROTOCOL_VERSION}", fatal=True)
@@ -58,7 +76,45 @@ def parse_hello(msg: dict[str, Any]) -> Hello:
         raise ProtocolError(
             "bad_sample_rate", f"sample_rate {rate!r} not supported; use one of {list(SUPPORTED_RATES)}", fatal=True
         )
-    return Hello(sample_rate=rate, version=version)
+    settings, errors = parse_settings(msg, models)
+    return Hello(sample_rate=rate, version=version, settings=settings, setting_errors=tuple(errors))
+
+
+def parse_settings(msg: dict[str, Any], models: tuple[str, ...] = ()) -> tuple[Settings, list[ProtocolError]]:
+    """The optional settings of ``hello``; a bad one is dropped (the default applies) with a ``bad_setting`` error.
+
+    A bad setting is not fatal: the audio format decides whether the stream can be understood at all,
+    a setting only how it is answered, so the session goes on and the client is told what was ignored.
+    """
+    errors: list[ProtocolError] = []
+    values: dict[str, Any] = {}
+
+    def bad(name: str, problem: str) -> None:
+        errors.append(ProtocolError("bad_setting", f"setting {name!r}: {problem}; the server's default is used"))
+
+    if (v := msg.get("strategy")) is not None:
+        if v in STRATEGIES:
+            values["strategy"] = v
+        else:
+            bad("strategy", f"{v!r} is not one of {', '.join(STRATEGIES)}")
+    if (v := msg.get("system")) is not None:
+        if not isinstance(v, str):
+            bad("system", "must be a string")
+        elif len(v) > MAX_SYSTEM_CHARS:
+            bad("system", f"{len(v)} characters; at most {MAX_SYSTEM_CHARS}")
+        elif v.strip():
+            values["system"] = v.strip()
+    if (v := msg.get("model")) is not None:
+        if v in models:
+            values["model"] = v
+        else:
+            bad("model", f"{v!r} is not loaded by this server; choose one of {', '.join(models) or '(none)'}")
+    if (v := msg.get("tools")) is not None:
+        if isinstance(v, bool):
+            values["tools"] = v
+        else:
+            bad("tools", "must be true or false")
+    return Settings(**values), errors
 
 
 def dumps(msg_type: str, **fields: Any) -> str:

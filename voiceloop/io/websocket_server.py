@@ -18,8 +18,8 @@ import ipaddress
 import itertools
 import json
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from importlib import resources
 from urllib.parse import parse_qs, urlsplit
@@ -38,7 +38,17 @@ from ..errors import ConfigError
 from ..pipeline.agent import AgentOptions, VoiceAgent
 from ..pipeline.engines import Engines
 from ..turn.base import EndpointingPolicy
-from .protocol import MAX_MESSAGE_BYTES, PROTOCOL_VERSION, ProtocolError, dumps, parse_hello, parse_json
+from .protocol import (
+    MAX_MESSAGE_BYTES,
+    MAX_SYSTEM_CHARS,
+    PROTOCOL_VERSION,
+    STRATEGIES,
+    ProtocolError,
+    Settings,
+    dumps,
+    parse_hello,
+    parse_json,
+)
 
 log = logging.getLogger("voiceloop.serve")
 
@@ -73,12 +83,24 @@ class BridgeOptions:
     endpointing: EndpointingPolicy | None = None
     """The end-of-turn policy for every session (stateless, shared); None = the agent's default."""
     tools: Callable[[], list] | None = None
-    """Makes each session's tools (a session's timers are its own); None = no tools."""
+    """Makes each session's tools (a session's timers are its own); None = no tools available."""
+    tools_on: bool = True
+    """Whether a session gets the tools when its ``hello`` does not say (``tools: true|false``)."""
 
 
 class BridgeServer:
-    def __init__(self, engines: Engines, options: BridgeOptions | None = None, *, clock: Clock = DEFAULT_CLOCK) -> None:
+    def __init__(
+        self,
+        engines: Engines,
+        options: BridgeOptions | None = None,
+        *,
+        clock: Clock = DEFAULT_CLOCK,
+        models: Mapping[str, Engines] | None = None,
+    ) -> None:
+        """``models``: more LLMs a client may choose with ``hello``'s ``model`` (see ``Engines.with_llm``);
+        ``engines``' own LLM is the default."""
         self.engines = engines
+        self.models: dict[str, Engines] = {engines.llm_name: engines, **(models or {})}
         self.options = o = options or BridgeOptions()
         if not is_loopback(o.host) and not o.token:
             raise ConfigError(
@@ -89,21 +111,63 @@ class BridgeServer:
         self.sessions: dict[str, _Session] = {}
         self._ids = itertools.count(1)
         self._server: Server | None = None
+        self._system: dict[str, object] | None = None
 
     @property
     def port(self) -> int:
         assert self._server is not None
         return self._server.sockets[0].getsockname()[1]
 
-    def new_agent(self) -> VoiceAgent:
-        """One conversation: the bridge's agent options, end-of-turn policy and a fresh set of tools."""
-        o = self.options
+    def settings(self, asked: Settings | None = None) -> dict[str, object]:
+        """The settings in force for a session that asked for ``asked`` (None fields: the server's defaults)."""
+        o, a = self.options, asked or Settings()
+        model = a.model or self.engines.llm_name
+        return {
+            "strategy": a.strategy or o.agent.strategy,
+            "system": a.system or o.agent.system or self._default_system(model),
+            "model": model,
+            "tools": bool(o.tools) and (o.tools_on if a.tools is None else a.tools),
+        }
+
+    def offer(self) -> dict[str, object]:
+        """What a client may choose, and the defaults (served as ``/settings.json`` for the page's form)."""
+        return {
+            "protocol": PROTOCOL_VERSION,
+            "defaults": self.settings(),
+            "choices": {
+                "strategy": list(STRATEGIES),
+                "model": list(self.models),
+                "tools": [False, True] if self.options.tools else [False],
+                "system_max_chars": MAX_SYSTEM_CHARS,
+            },
+        }
+
+    def _default_system(self, model: str) -> str:
+        """The model's own default persona (the speech prompt for chat models; '' for a transcript prompt)."""
+        prompt = getattr(self.models[model].llm, "prompt", None)
+        return getattr(prompt, "system", "") or ""
+
+    def system_info(self) -> dict[str, object]:
+        """The machine and the models, as ``voiceloop profile`` reports them (for the page's export)."""
+        if self._system is None:
+            from ..profile.runner import system_info
+
+            self._system = system_info(self.engines)
+        return self._system
+
+    def new_agent(self, settings: Settings | None = None) -> VoiceAgent:
+        """One conversation: the bridge's options with the session's settings, and a fresh set of tools."""
+        o, s = self.options, self.settings(settings)
+        # The default persona stays None: the backend renders it (and its cached prompt prefix) itself.
+        system = s["system"] if s["system"] != self._default_system(str(s["model"])) else None
+        agent_options = replace(o.agent, strategy=s["strategy"], system=system or None)
         return VoiceAgent(
-            engines=self.engines,
-            options=o.agent,
+            engines=self.models[str(s["model"])],
+            options=agent_options,
             clock=self.clock,
-            endpointing=o.endpointing,
-            tools=o.tools() if o.tools else None,
+            # A sequential session waits a fixed silence: the speculative policy's holds mean nothing there.
+            endpointing=o.endpointing if s["strategy"] == "speculative" else None,
+            tools=o.tools() if s["tools"] and o.tools else None,
         )
 
     def _origins(self, port: int) -> list[str | None]:
@@ -121,6 +185,7 @@ class BridgeServer:
             ping_interval=20,
             ping_timeout=20,
         )
+        self.system_info()  # once, before the first session waits for it
         # Origins need the real port (0 = any free port in tests): check them ourselves.
         log.info("voiceloop bridge on ws://%s:%d (max %d sessions)", o.host, self.port, o.max_sessions)
 
@@ -143,6 +208,10 @@ class BridgeServer:
             if url.path in ("/", "/index.html"):
                 body = resources.files("voiceloop.io").joinpath("static/index.html").read_bytes()
                 headers = Headers([("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body)))])
+                return Response(HTTPStatus.OK, "OK", headers, body)
+            if url.path == "/settings.json":
+                body = json.dumps(self.offer()).encode()
+                headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
                 return Response(HTTPStatus.OK, "OK", headers, body)
             return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
         if self.options.token:
@@ -201,13 +270,18 @@ class _Session:
             if hello is None:
                 return
             self.rate = hello.sample_rate
-            self.agent = self.server.new_agent()
+            for e in hello.setting_errors:
+                await self.error(e.code, e.message)
+            self.agent = self.server.new_agent(hello.settings)
             await self.ws.send(
                 dumps(
                     "ready",
                     session_id=self.id,
                     protocol=PROTOCOL_VERSION,
                     audio={"sample_rate": self.server.engines.tts.sample_rate, "encoding": "pcm_s16le", "channels": 1},
+                    settings=self.server.settings(hello.settings),
+                    budgets=self.agent.budgeter.budgets.as_dict(),
+                    system=self.server.system_info(),
                 )
             )
             self._events = asyncio.create_task(self._send_events(), name=f"bridge-{self.id}-events")
@@ -252,7 +326,7 @@ class _Session:
             m = parse_json(msg)
             if m["type"] != "hello":
                 raise ProtocolError("expected_hello", f"the first message must be hello, not {m['type']!r}", fatal=True)
-            return parse_hello(m)
+            return parse_hello(m, tuple(self.server.models))
         except ProtocolError as e:
             await self.error(e.code, e.message, close=True)
             return None
@@ -297,7 +371,8 @@ class _Session:
                 elif isinstance(ev, ReplyText):
                     await self.ws.send(dumps("reply", turn_id=ev.turn_id, text=ev.text))
                 elif isinstance(ev, TurnMetrics):
-                    await self.ws.send(dumps("turn", **ev.record.to_dict(origin_ns=self._t0)))
+                    budgets = self.agent.budgeter.budgets
+                    await self.ws.send(dumps("turn", **ev.record.to_dict(origin_ns=self._t0, budgets=budgets)))
         except ConnectionClosed:
             pass
 

@@ -60,13 +60,15 @@ class LLMBackend(ABC):
         stats: GenerationStats | None = None,
         tools: list[dict[str, Any]] | None = None,
         after: list[Message] | None = None,
+        tool_choice: str = "auto",
     ) -> Iterator[str]:
         """The reply to ``user_text`` after ``history``, as text pieces.
 
         ``tools``: JSON schemas (OpenAI ``tools`` entries) the model may call; a call comes back in the text
         as ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` (voiceloop.tools.calls parses it).
         ``after``: messages after the user's line in this turn (the assistant's calls and the ``tool``
-        results), for the follow-up once tools have answered. Both are passed only when used."""
+        results), for the follow-up once tools have answered. ``tool_choice``: ``"none"`` = the tools stay in
+        the prompt (its cache too) but the reply must be text (the last round). All are passed only when used."""
 
     def turn_signals(self, history: list[Message], user_text: str) -> dict[str, float] | None:
         """End-of-turn probabilities the model read while evaluating this prompt (``stream``): ``eom``, the

@@ -164,11 +164,11 @@ class LlamaBackend(LLMBackend):
     def _tokens(
         self, history: list[Message], user_text: str, tools: list[dict] | None = None, after: list[Message] | None = None
     ) -> list[int]:
-        history = self._trim(history)
+        history = self._trim(history, tools)
         text = self.prompt.render(history, user_text, tools=tools, after=after)
         return self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
 
-    def _trim(self, history: list[Message]) -> list[Message]:
+    def _trim(self, history: list[Message], tools: list[dict] | None = None) -> list[Message]:
         """The system message and as many recent turns as fit the token budget.
 
         Sliding by one turn would change the prompt's start every turn and void the KV cache;
@@ -182,11 +182,12 @@ class LlamaBackend(LLMBackend):
         # A turn starts at a user message (a tool round adds the call and its result between it and the answer).
         starts = [i for i, m in enumerate(turns) if m.role == "user"] + [len(turns)]
         n, block, k = len(starts) - 1, max(1, o.history_trim_block), 0
-        while k < n and self._count(head + turns[starts[k] :]) > budget:
+        # The tools' schemas (~600 tokens) count: the prompt with them must still leave room for the line and reply.
+        while k < n and self._count(head + turns[starts[k] :], tools) > budget:
             k += block
         return head + turns[starts[min(k, n)] :]
 
-    def _guard(self, history: list[Message], user_text: str) -> CopyGuard:
+    def _guard(self, history: list[Message], user_text: str, tools: list[dict] | None = None) -> CopyGuard:
         def ids(text: str) -> list[int]:
             got = self._reply_ids.get(text)
             if got is None:
@@ -197,18 +198,19 @@ class LlamaBackend(LLMBackend):
             return got
 
         # Spoken replies only: a tool call the model wrote earlier may rightly be written again.
-        replies = [ids(m.content) for m in self._trim(history) if m.role == "assistant" and "<tool_call>" not in m.content]
+        kept = self._trim(history, tools)
+        replies = [ids(m.content) for m in kept if m.role == "assistant" and "<tool_call>" not in m.content]
         return CopyGuard(replies, ids(" " + user_text.strip()))
 
     @property
     def _history_budget(self) -> int:
         return self.options.history_tokens or max(256, self.options.n_ctx - 512)
 
-    def _count(self, history: list[Message]) -> int:
-        key = tuple(history)
+    def _count(self, history: list[Message], tools: list[dict] | None = None) -> int:
+        key = (tuple(history), json.dumps(tools, sort_keys=True) if tools else "")
         n = self._counts.get(key)
         if n is None:
-            text = self.prompt.render(history, "")
+            text = self.prompt.render(history, "", tools=tools)
             # Every token is at least one character: a short prompt fits without tokenizing it.
             budget = self._history_budget
             n = (
@@ -258,7 +260,7 @@ class LlamaBackend(LLMBackend):
 
         Marks: ``eom`` after the user's text as written (next token: the end-of-message one), ``punct``
         after the text without its final . ? ! (next token: the sentence's end)."""
-        line, rest = self.prompt.split(self._trim(history), user_text, tools)
+        line, rest = self.prompt.split(self._trim(history, tools), user_text, tools)
 
         def tok(text: str) -> list[int]:
             return self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
@@ -392,6 +394,7 @@ class LlamaBackend(LLMBackend):
         stats: GenerationStats | None = None,
         tools: list[dict] | None = None,
         after: list[Message] | None = None,
+        tool_choice: str = "auto",
     ) -> Iterator[str]:
         st = stats if stats is not None else GenerationStats()
         t_wait = time.perf_counter_ns()
@@ -400,7 +403,7 @@ class LlamaBackend(LLMBackend):
             st.wait_ms = (t0 - t_wait) / 1e6
             tokens = self._tokens(history, user_text, tools, after)
             matcher = StopMatcher(tuple(getattr(self.prompt, "stop", ())))
-            self.decoder.guard = self._guard(history, user_text) if self.options.copy_guard else None
+            self.decoder.guard = self._guard(history, user_text, tools) if self.options.copy_guard else None
             eos = self.llm.token_eos()
             out_ids: list[int] = []
             emitted = 0
@@ -419,10 +422,15 @@ class LlamaBackend(LLMBackend):
                 first = self._eval_marked(ids, tail, len(ids), marks, signals)
                 self._store_signals(key, signals)
                 st.prompt_ms = (time.perf_counter_ns() - t0) / 1e6
-            if tools and first is not None and self._wants_call(first):
-                yield from self._tool_call(tools, stop, st, t0)
-                st.finish_reason = "tool_call"
-                return
+            if tools and first is not None:
+                if tool_choice == "none":
+                    # Calls open with their tag as the first token: without it the model must answer in words.
+                    first = first.copy()
+                    first[self._call_ids] = -np.inf
+                elif self._wants_call(first):
+                    yield from self._tool_call(tools, stop, st, t0)
+                    st.finish_reason = "tool_call"
+                    return
             gen = self.decoder.generate(
                 tokens, max_tokens=max_tokens, stop=stop, stats=st, first_logits=first, reused=reused
             )

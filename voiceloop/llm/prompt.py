@@ -112,6 +112,10 @@ class ChatTemplatePrompt:
     examples: tuple[tuple[str, str], ...] = SPEECH_EXAMPLES
     """Example exchanges placed after the system prompt: they show a small model the shape of a spoken
     answer. They are a constant prefix, so the KV cache holds them and they cost no time per turn."""
+    recap_with_tools: bool = True
+    """With tools offered, tell earlier turns inside the user's message (``recap``) instead of as chat turns."""
+    recap_turns: int | None = None
+    """How many of the latest turns the recap tells; None = all the trimmed history."""
 
     def render(
         self, history: list[Message], user_text: str, *, tools: list[dict] | None = None, after: list[Message] | None = None
@@ -124,8 +128,14 @@ class ChatTemplatePrompt:
             # from memory, and worked tool calls in the history made them stop calling (measured).
             for user, assistant in self.examples:
                 msgs += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
-        msgs += [{"role": m.role, "content": m.content} for m in history]
-        msgs.append({"role": "user", "content": user_text})
+        if tools and history and self.recap_with_tools:
+            # With tools, earlier turns are told inside the user's message, not as chat turns: one earlier
+            # answer given without a call is enough for these models to stop calling (P(call) for "What time
+            # is it in Tokyo?" 0.61 alone, 0.007 after one such exchange, 0.38 with the exchange recapped).
+            msgs.append({"role": "user", "content": recap(history, self.recap_turns) + user_text})
+        else:
+            msgs += [{"role": m.role, "content": m.content} for m in history]
+            msgs.append({"role": "user", "content": user_text})
         msgs += [{"role": m.role, "content": m.content} for m in after or []]
         # The template's own tools support writes the schemas into the system turn.
         text = fmt(messages=msgs, tools=tools or None).prompt
@@ -166,6 +176,29 @@ def tools_preamble(tools: list[dict]) -> str:
 
 _CALL_EXAMPLE = '{"name": <function-name>, "arguments": <args-json-object>}'
 _DOUBLED_EXAMPLE = "{" + _CALL_EXAMPLE + "}"
+
+
+def recap(history: list[Message], turns: int | None = None) -> str:
+    """Earlier turns as a note ahead of the user's words; a stable prefix, so the KV cache keeps it."""
+    if turns is not None:
+        starts = [i for i, m in enumerate(history) if m.role == "user"]
+        history = history[starts[-turns] :] if turns and len(starts) > turns else history if turns else []
+    if not history:
+        return ""
+    lines = []
+    for m in history:
+        if m.role == "user":
+            lines.append(f"User: {m.content}")
+        elif m.role == "tool":
+            lines.append(f"Tool result: {m.content}")
+        elif m.content.lstrip().startswith("<tool_call>"):
+            calls = m.content.replace("<tool_call>", "").replace("</tool_call>", "").split()
+            lines.append(f"You called: {' '.join(calls)}")
+        else:
+            lines.append(f"You: {m.content}")
+    return "(Our conversation so far:\n" + "\n".join(lines) + ")\n\n"
+
+
 _SENTINEL = "\ue000"  # a private-use character: no template or user text contains it
 
 

@@ -107,9 +107,12 @@ class RemoteBackend(LLMBackend):
         stats: GenerationStats | None = None,
         tools: list[dict] | None = None,
         after: list[Message] | None = None,
+        tool_choice: str = "auto",
     ) -> Iterator[str]:
         st = stats if stats is not None else GenerationStats()
         path, body = self._body(history, user_text, max_tokens, tools, after)
+        if tools and tool_choice != "auto":
+            body["tool_choice"] = tool_choice
         calls: dict[int, dict[str, str]] = {}
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
         if self.options.api_key:

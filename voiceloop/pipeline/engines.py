@@ -72,6 +72,20 @@ class Engines:
         log.info("engines loaded: asr=%s llm=%s tts=%s", asr.model_path, llm.model_path, tts.model_path)
         return cls(asr=asr, llm=llm, tts=tts, turn_audio=smart)
 
+    @property
+    def llm_name(self) -> str:
+        """The LLM's short name: its GGUF's stem (a catalog name for embedded models)."""
+        return Path(str(getattr(self.llm, "model_path", "llm"))).stem
+
+    def with_llm(self, llm: LLMBackend) -> Engines:
+        """The same VAD, ASR, TTS and turn models, on the same threads, with another LLM on a thread of its
+        own: a server offers several LLMs without loading the rest twice."""
+        other = Engines(asr=self.asr, llm=llm, tts=self.tts, vad_model=self.vad_model, turn_audio=self.turn_audio)
+        for name in ("turn_executor", "vad_executor", "asr_executor", "tts_executor"):
+            getattr(other, name).shutdown(wait=False)  # never started: threads start with the first task
+            setattr(other, name, getattr(self, name))
+        return other
+
     def describe(self) -> dict[str, str]:
         return {
             "vad": str(self.vad_model),

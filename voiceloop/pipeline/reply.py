@@ -263,6 +263,8 @@ class ReplyJob:
         extra: dict[str, object] = {"tools": schemas} if schemas else {}
         if after:
             extra["after"] = list(after)
+        if schemas and last:
+            extra["tool_choice"] = "none"  # the last round answers with what the tools returned
 
         def produce() -> None:
             # Runs on the LLM thread: the lazy token generator is consumed here, never on the loop.
