@@ -218,7 +218,7 @@ def cmd_session(args: argparse.Namespace) -> None:
     runner = ToolRunner(tools)
     llm = LlamaBackend(LlamaOptions(model=resolve_model(args.llm)))
     if args.threshold is not None:
-        llm.options = dataclasses.replace(llm.options, tool_call_threshold=args.threshold)
+        llm.options = dataclasses.replace(llm.options, tool_call_threshold_in_conversation=args.threshold)
     if args.no_recap:
         llm.prompt = dataclasses.replace(llm.prompt, recap_with_tools=False)
     if args.recap_turns is not None:
@@ -227,9 +227,11 @@ def cmd_session(args: argparse.Namespace) -> None:
     random.Random(args.seed).shuffle(reqs)
     history: list[Message] = []
     rows = []
+    curve_rows: list[tuple[dict, float, dict | None]] = []
     for req in reqs:
         f = ToolCallFilter()
         spoken = f.feed("".join(llm.stream(history, req["text"], max_tokens=96, tools=schemas))) + f.flush()
+        p = llm.last_call_probability
         call, after = None, []
         if f.calls:
             c = check_call(f.calls[0], by_name)
@@ -239,13 +241,45 @@ def cmd_session(args: argparse.Namespace) -> None:
             g = ToolCallFilter()
             spoken = g.feed("".join(llm.stream(history, req["text"], max_tokens=48, tools=schemas, after=after)))
             spoken += g.flush()
+        forced = call
+        if forced is None and req["tool"] and history:
+            # What it would have called (for the threshold curve); the history keeps what it did.
+            saved = llm.options
+            llm.options = dataclasses.replace(saved, tool_call_threshold_in_conversation=0.0)
+            g = ToolCallFilter()
+            g.feed("".join(llm.stream(history, req["text"], max_tokens=96, tools=schemas)))
+            g.flush()
+            llm.options = saved
+            if g.calls:
+                c = check_call(g.calls[0], by_name)
+                forced = {"name": c.name, "arguments": c.arguments, "error": c.error}
+        if history:
+            curve_rows.append((req, p, forced))
         history += [Message("user", req["text"]), *after, Message("assistant", spoken.strip())]
         rows.append((req, call, spoken))
         ok = right(req, call) if req["tool"] else call is None
         print(f"{'ok ' if ok else 'BAD'} {req['id']} {req['text'][:45]:<45} -> {(call or spoken.strip())!s:.70}")
     recap = "off" if args.no_recap else f"last {args.recap_turns}" if args.recap_turns is not None else "on"
-    thr = llm.options.tool_call_threshold
+    # The threshold curve once there is history, replayed from this run's P(call) (the history stays the one
+    # this run's decisions made, so it is an approximation away from the run's threshold: confirm with a run).
+    print("in-conversation threshold   tune: right  false    check: right  false")
+    curve = {}
+    for t in [round(x, 2) for x in np.arange(0.05, 0.51, 0.05)]:
+        cells = []
+        for split in ("tune", "check"):
+            sel = [(r, p, c) for r, p, c in curve_rows if r["split"] == split]
+            tool_rows = [(r, p, c) for r, p, c in sel if r["tool"]]
+            plain = [(r, p, c) for r, p, c in sel if not r["tool"]]
+            cells += [sum(p >= t and right(r, c) for r, p, c in tool_rows) / max(1, len(tool_rows)),
+                      sum(p >= t for _, p, _ in plain) / max(1, len(plain))]  # fmt: skip
+        curve[t] = cells
+        print(
+            f"  {t:.2f}                        {cells[0]:5.0%}  {cells[1]:5.0%}            {cells[2]:5.0%}  {cells[3]:5.0%}"
+        )
+    o = llm.options
+    thr = o.tool_call_threshold if o.tool_call_threshold_in_conversation is None else o.tool_call_threshold_in_conversation
     out = report(rows, f"{llm.model_path.name} session (seed {args.seed}, recap {recap}, threshold {thr})")
+    out["curve"] = curve
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
 
@@ -331,7 +365,7 @@ def main() -> None:
     p.add_argument("--llm")
     p.add_argument("--no-recap", action="store_true", help="earlier turns as chat turns (the old prompt)")
     p.add_argument("--recap-turns", type=int, help="recap only the latest N turns")
-    p.add_argument("--threshold", type=float, help="P(call) threshold (default: the backend's)")
+    p.add_argument("--threshold", type=float, help="P(call) threshold once there is history (default: the backend's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json")
     p.set_defaults(fn=cmd_session)

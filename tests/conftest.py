@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import json
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -41,3 +45,34 @@ async def _paced(audio, clock, t0: int | None = None):
 def paced_frames():
     """``paced_frames(audio, clock, t0=None)``: an async iterator of real-time 20 ms frames."""
     return _paced
+
+
+@dataclass
+class HAStandIn:
+    """A local HTTP server standing in for Home Assistant's REST API (token "secret")."""
+
+    url: str
+    requests: list[tuple[str, str | None, dict]] = field(default_factory=list)
+
+
+@pytest.fixture
+def ha_server():
+    """``ha_server.url``; every POST lands in ``ha_server.requests`` as (path, Authorization, JSON body)."""
+    state = HAStandIn(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            state.requests.append((self.path, self.headers.get("Authorization"), body))
+            self.send_response(200 if self.headers.get("Authorization") == "Bearer secret" else 401)
+            self.end_headers()
+            self.wfile.write(b"[]")
+
+        def log_message(self, *a: object) -> None:
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    state.url = f"http://127.0.0.1:{srv.server_address[1]}"
+    yield state
+    srv.shutdown()

@@ -8,7 +8,7 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import ClassVar, Literal
+from typing import Literal
 
 import numpy as np
 import pytest
@@ -191,40 +191,16 @@ async def test_timers_fire_on_the_replaceable_clock():
 
 
 # -- the HTTP example, against a local server ---------------------------------------------------------
-class _HA(BaseHTTPRequestHandler):
-    requests: ClassVar[list] = []
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        _HA.requests.append((self.path, self.headers.get("Authorization"), body))
-        ok = self.headers.get("Authorization") == "Bearer secret"
-        self.send_response(200 if ok else 401)
-        self.end_headers()
-        self.wfile.write(b"[]")
-
-    def log_message(self, *a: object) -> None:
-        pass
-
-
-@pytest.fixture
-def ha_server():
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _HA)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    _HA.requests = []
-    yield f"http://127.0.0.1:{srv.server_address[1]}"
-    srv.shutdown()
-
-
 def test_home_assistant_calls_the_real_endpoint(ha_server):
-    ha = HomeAssistant(ha_server, token="secret")
-    assert ha.turn_off_light("the kitchen lights").startswith("done (200)")
-    ha.turn_on_light("living room", brightness_percent=50)
-    assert _HA.requests == [
+    ha = HomeAssistant(ha_server.url, token="secret")
+    assert ha.turn_off_light("the kitchen lights") == "light.kitchen turned off"
+    assert ha.turn_on_light("living room", brightness_percent=50) == "light.living_room turned on at 50 % brightness"
+    assert ha_server.requests == [
         ("/api/services/light/turn_off", "Bearer secret", {"entity_id": "light.kitchen"}),
         ("/api/services/light/turn_on", "Bearer secret", {"entity_id": "light.living_room", "brightness_pct": 50}),
     ]
     with pytest.raises(RuntimeError, match="401"):
-        HomeAssistant(ha_server, token="wrong").turn_off_light("kitchen")
+        HomeAssistant(ha_server.url, token="wrong").turn_off_light("kitchen")
     with pytest.raises(RuntimeError, match="cannot reach"):
         HomeAssistant("http://127.0.0.1:9", token="x").turn_off_light("kitchen")
 

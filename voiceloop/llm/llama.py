@@ -71,6 +71,10 @@ class LlamaOptions:
     prefill_chunk: int = 4
     """Tokens per background prefill step; a reply waits at most one step."""
     tool_call_threshold: float = 0.3
+    tool_call_threshold_in_conversation: float | None = 0.25
+    """The threshold once there is history: P(call) runs lower there (the recapped turns pull the model towards
+    answering). Fitted on the tune split of ``examples/tool_eval.py session`` (the most right calls with no false
+    call); None = ``tool_call_threshold``."""
     """With tools offered: the probability mass on a call's first token ("{", "<", "<tool_call>") above which
     the reply is a tool call. The embedded Qwen2.5-Coder models put 0.3-0.7 there for requests a tool
     serves but rarely make it the top token; fitted on examples/tools/requests.json's tune split."""
@@ -316,13 +320,16 @@ class LlamaBackend(LLMBackend):
     def _signal_key(self, history: list[Message], user_text: str) -> tuple[tuple[Message, ...], str]:
         return tuple(history), user_text
 
-    def _wants_call(self, logits: np.ndarray) -> bool:
-        """Is the reply a tool call? The model's own probability of starting one, against a fitted threshold."""
+    def _wants_call(self, logits: np.ndarray, in_conversation: bool = False) -> bool:
+        """Is the reply a tool call? The model's own probability of starting one, against a fitted threshold
+        (one for a conversation's first request, one once there is history)."""
         z = logits.astype(np.float64)
         p = np.exp(z - z.max())
         p_call = float(p[self._call_ids].sum() / p.sum())
         self.last_call_probability = p_call
-        return p_call >= self.options.tool_call_threshold
+        o = self.options
+        t = o.tool_call_threshold_in_conversation if in_conversation else None
+        return p_call >= (o.tool_call_threshold if t is None else t)
 
     def _tool_call(self, tools: list[dict], stop: threading.Event | None, st: GenerationStats, t0: int) -> Iterator[str]:
         """Write the call: the opening tag at once (the caller can start a filler), then the JSON (within the
@@ -427,7 +434,7 @@ class LlamaBackend(LLMBackend):
                     # Calls open with their tag as the first token: without it the model must answer in words.
                     first = first.copy()
                     first[self._call_ids] = -np.inf
-                elif self._wants_call(first):
+                elif self._wants_call(first, in_conversation=any(m.role != "system" for m in history)):
                     yield from self._tool_call(tools, stop, st, t0)
                     st.finish_reason = "tool_call"
                     return

@@ -195,6 +195,8 @@ def recap(history: list[Message], turns: int | None = None) -> str:
             calls = m.content.replace("<tool_call>", "").replace("</tool_call>", "").split()
             lines.append(f"You called: {' '.join(calls)}")
         else:
+            # Measured on the session eval: leaving out the replies not grounded in a tool result did not
+            # call more often (24-25/42 against 26/42 with all of them).
             lines.append(f"You: {m.content}")
     return "(Our conversation so far:\n" + "\n".join(lines) + ")\n\n"
 

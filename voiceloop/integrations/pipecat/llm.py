@@ -101,7 +101,9 @@ class VoiceloopLLMService(LLMService):
         await self.start_ttfb_metrics()
         rounds = runner.options.max_rounds if runner is not None else 0
         for rnd in range(rounds + 1):
-            calls = await self._one_pass(history, user, after, reply, stats if not after else GenerationStats())
+            calls = await self._one_pass(
+                history, user, after, reply, stats if not after else GenerationStats(), last=rnd == rounds
+            )
             if not calls or runner is None:
                 break
             if rnd == rounds:
@@ -116,10 +118,19 @@ class VoiceloopLLMService(LLMService):
             self.tool_records += [r.record() for r in results]
             after += [Message("assistant", "\n".join(c.raw for c in calls))]
             after += [Message("tool", r.content) for r in results]
-        self.conversation = [*history, Message("user", user), Message("assistant", "".join(reply).strip())]
+        # The tool round stays in the history, as in VoiceAgent (a model that sees answers without their calls
+        # imitates them).
+        self.conversation = [*history, Message("user", user), *after, Message("assistant", "".join(reply).strip())]
 
     async def _one_pass(
-        self, history: list[Message], user: str, after: list[Message], reply: list[str], stats: GenerationStats
+        self,
+        history: list[Message],
+        user: str,
+        after: list[Message],
+        reply: list[str],
+        stats: GenerationStats,
+        *,
+        last: bool = False,
     ) -> list:
         """One generation: text is pushed as it streams, tool calls are held back and returned."""
         loop = asyncio.get_running_loop()
@@ -131,6 +142,8 @@ class VoiceloopLLMService(LLMService):
             extra["tools"] = self.tool_runner.schemas()
         if after:
             extra["after"] = after
+        if last and self.tool_runner is not None:
+            extra["tool_choice"] = "none"  # the last round answers with what the tools returned
 
         def work() -> None:
             try:

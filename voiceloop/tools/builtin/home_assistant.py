@@ -62,7 +62,10 @@ class HomeAssistant:
         data: dict = {"entity_id": entity_id(area)}
         if brightness_percent is not None:
             data["brightness_pct"] = max(1, min(100, int(brightness_percent)))
-        return self.call_service("light", "turn_on", data)
+        self.call_service("light", "turn_on", data)
+        # What happened, in words: a bare "done" is what the model then says, and repeats after later tools.
+        at = f" at {data['brightness_pct']} % brightness" if "brightness_pct" in data else ""
+        return f"{data['entity_id']} turned on{at}"
 
     def turn_off_light(self, area: str) -> str:
         """Turn off the lights in a room of the house.
@@ -70,7 +73,8 @@ class HomeAssistant:
         Args:
             area: the room or light, e.g. "kitchen", "living room", "bedroom lamp".
         """
-        return self.call_service("light", "turn_off", {"entity_id": entity_id(area)})
+        self.call_service("light", "turn_off", {"entity_id": entity_id(area)})
+        return f"{entity_id(area)} turned off"
 
     def tools(self) -> list[Tool]:
         return [tool(self.turn_on_light), tool(self.turn_off_light)]
