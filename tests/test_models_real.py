@@ -75,6 +75,11 @@ def test_profile_on_real_speech_answers_with_valid_json(tmp_path, data_dir):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "v2v ms p50" in r.stdout
     report = json.loads(out.read_text())
+    import jsonschema
+
+    from voiceloop.profile import report_schema
+
+    jsonschema.validate(report, report_schema())  # the schema the bridge page's export is checked against too
     assert set(report) >= {"system", "budgets", "turns", "summary"}
     assert report["system"]["models"]["llm"].endswith(".gguf")
     (turn,) = report["turns"]
