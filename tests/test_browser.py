@@ -101,6 +101,18 @@ async def test_playground_session(engines, data_dir, tmp_path, ha_server):
             async with page.expect_download() as download:
                 await page.click("#export")
             exported = json.loads(Path(await (await download.value).path()).read_text())
+            stable_shown = await page.evaluate("window.voiceloop.stableShown")
+            # The marks, from protocol messages as the server sends them: a reply that cut in (its turn continued
+            # in the next one) and a barge-in that stopped playback.
+            await page.evaluate(
+                """() => { const h = (m) => window.voiceloop.handle({ data: JSON.stringify(m) });
+                  const t = (id, extra) => ({ type: "turn", turn_id: id, transcript: "", reply: "x", v2v_ms: 300,
+                    stages: { vad: 30, asr: 60, llm: 90, clause: 40, tts: 40, release: 40 }, marks_ms: {}, extra });
+                  h(t(90, { merged_into_next: true })); h(t(91, { continued_after_cut_in: true }));
+                  h({ type: "interrupted", turn_id: 91, reason: "barge_in" }); }"""
+            )
+            marks = await page.inner_text("#conversation")
+            row91 = await page.text_content("#waterfall g.row[data-turn='91'] text.v2v")
 
             # The session is still usable after the bad setting: stop it, change a setting, start again.
             await page.click("#stop")
@@ -155,6 +167,9 @@ async def test_playground_session(engines, data_dir, tmp_path, ha_server):
     # A light call is a real HTTP request to the stand-in for Home Assistant.
     assert len(ha_server.requests) == len(lights)
     assert overflow <= 0 and light_bg != dark_bg
+    assert stable_shown > 0  # interim transcripts showed their stable prefix apart
+    assert "cut in: continued in the next turn" in marks and "recovered after a cut-in" in marks
+    assert "barge-in stopped playback" in marks and "\u21ba" in row91 and "\u00d7" in row91
     # The export is a `voiceloop profile` report.
     jsonschema.validate(exported, report_schema())
     answered = [t for t in exported["turns"] if t["v2v_ms"] is not None]

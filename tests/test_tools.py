@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -22,6 +23,8 @@ from voiceloop.tools import HomeAssistant, Timers, ToolCall, ToolCallFilter, Too
 from voiceloop.tools.builtin.calculator import evaluate
 from voiceloop.tools.builtin.clock import current_time, resolve_zone
 from voiceloop.tools.builtin.units import convert
+
+DATA = Path(__file__).parent / "data"
 
 
 # -- declaring ---------------------------------------------------------------------------------------
@@ -268,40 +271,35 @@ class CallingLLM(ToolLLM):
             yield f"It is {kw['after'][-1].content}."
 
 
-async def test_the_last_round_must_answer_in_words(data_dir):
-    """A model that keeps calling gets max_rounds of tools, then a round where calls are not allowed: the
-    user hears the answer from the results, not a refusal."""
+async def _one_turn(llm, tools):
+    """The lamp recording through an agent with fake ASR and TTS around ``llm``: (agent, events, turn record)."""
     from voiceloop.audio.files import read_audio_16k
 
-    speech = read_audio_16k(data_dir / "voice2json_would_you_please_turn_on_living_room_lamp.wav")
+    speech = read_audio_16k(DATA / "voice2json_would_you_please_turn_on_living_room_lamp.wav")
     audio = np.concatenate([speech, np.zeros(3 * 16000, np.float32)])
-    llm = CallingLLM('{"name": "current_time", "arguments": {"place": "Tokyo"}}')
     engines = Engines(asr=FakeASR(split_s=0), llm=llm, tts=FakeTTS())
     clock = MonotonicClock()
-    agent = VoiceAgent(engines=engines, options=AgentOptions(prefill=False), clock=clock, tools=[current_time])
+    agent = VoiceAgent(engines=engines, options=AgentOptions(prefill=False), clock=clock, tools=tools)
     events = [ev async for ev in agent.process(_frames(audio, clock))]
-    rec = next(e.record for e in events if isinstance(e, TurnMetrics))
+    engines.close()
+    return agent, events, next(e.record for e in events if isinstance(e, TurnMetrics))
+
+
+async def test_the_last_round_must_answer_in_words():
+    """A model that keeps calling gets max_rounds of tools, then a round where calls are not allowed: the
+    user hears the answer from the results, not a refusal."""
+    llm = CallingLLM('{"name": "current_time", "arguments": {"place": "Tokyo"}}')
+    agent, _, rec = await _one_turn(llm, [current_time])
     rounds = agent.tool_runner.options.max_rounds
     assert [c for _, _, c in llm.seen] == ["auto"] * rounds + ["none"]
     assert len([t for t in rec.tools if "name" in t]) == rounds
     assert rec.reply.startswith("It is ") and "could not" not in rec.reply
-    engines.close()
 
 
-async def test_agent_tells_the_model_about_a_bad_call(data_dir):
-    from voiceloop.audio.files import read_audio_16k
-
-    speech = read_audio_16k(data_dir / "voice2json_would_you_please_turn_on_living_room_lamp.wav")
-    audio = np.concatenate([speech, np.zeros(3 * 16000, np.float32)])
-    llm = ToolLLM('{"name": "launch_rocket", "arguments": {}}')
-    engines = Engines(asr=FakeASR(split_s=0), llm=llm, tts=FakeTTS())
-    clock = MonotonicClock()
-    agent = VoiceAgent(engines=engines, options=AgentOptions(prefill=False), clock=clock, tools=[current_time])
-    events = [ev async for ev in agent.process(_frames(audio, clock))]
-    rec = next(e.record for e in events if isinstance(e, TurnMetrics))
+async def test_agent_tells_the_model_about_a_bad_call():
+    _, _, rec = await _one_turn(ToolLLM('{"name": "launch_rocket", "arguments": {}}'), [current_time])
     assert not rec.tools[0]["ok"] and "no tool named 'launch_rocket'" in rec.tools[0]["result"]
     assert "no tool named" in rec.reply  # the model was told, and answered from it
-    engines.close()
 
 
 async def test_a_timer_speaks_on_time_while_the_conversation_goes_on(data_dir):
