@@ -24,6 +24,7 @@ import re
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -58,13 +59,20 @@ def right(req: dict, call: dict | None) -> bool:
         if req["tool"] == "set_timer":
             return abs(float(a.get("minutes") or 0) * 60 + float(a.get("seconds") or 0) - e["seconds"]) < 1
         if req["tool"] == "set_reminder":
+            from datetime import datetime
+
+            from voiceloop.tools.builtin.timers import seconds_until
+
             ok_text = e["text"] in str(a.get("text", "")).lower()
+            noon = datetime(2026, 1, 1, 12, 0)
+            due = noon + timedelta(seconds=seconds_until(str(a.get("when", "")), noon))
             if "at" in e:
-                at = str(a.get("at") or "").lower().replace(".", "").strip()
-                hh, _, mm = e["at"].partition(":")
-                variants = {e["at"], f"{int(hh)}:{mm}", f"{int(hh) % 12 or 12}:{mm} pm", f"{int(hh) % 12 or 12}:{mm} am"}
-                return ok_text and at in variants
-            return ok_text and abs(float(a.get("in_minutes") or -1) - e["in_minutes"]) < 0.01
+                hh, mm = (int(x) for x in e["at"].split(":"))
+                # Said without am/pm ("At 7 15"), either 7:15 is a right reading.
+                said_half = re.search(r"\b[ap]\.? ?m\b", req["text"].lower())
+                hours = {hh} if said_half else {hh % 12, hh % 12 + 12}
+                return ok_text and due.hour in hours and due.minute == mm
+            return ok_text and abs((due - noon).total_seconds() / 60 - e["in_minutes"]) < 0.01
         if req["tool"] == "current_time":
             place = str(a.get("place") or "").lower()
             return (not place or place in ("local", "here")) if e["place"] is None else e["place"] in place

@@ -104,6 +104,11 @@ def test_with_tools_earlier_turns_are_recapped_in_the_users_message():
     assert "Our conversation so far" not in plain and "<|im_start|>assistant\nHello! How can I help?" in plain
     old = dataclasses.replace(p, recap_with_tools=False).render(history, "What time is it?", tools=[tool])
     assert "Our conversation so far" not in old
+    # A tool round: the call under the recap's label (a reply copying that label is read as a call).
+    call = Message("assistant", '<tool_call>\n{"name": "f", "arguments": {}}\n</tool_call>')
+    rounds = [Message("user", "Do f."), call, Message("tool", "f done"), Message("assistant", "Done with f.")]
+    text = p.render(rounds, "Again?", tools=[tool])
+    assert 'You called: {"name": "f", "arguments": {}}\nTool result: f done\nYou: Done with f.' in text
 
 
 @pytest.mark.models

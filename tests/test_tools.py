@@ -178,7 +178,7 @@ async def test_timers_fire_on_the_replaceable_clock():
 
     runner = asyncio.create_task(timers.run(announce, tick_s=0.005, lead_s=0.0))
     assert "5 seconds" in timers.set_timer(seconds=5, label="tea")
-    timers.set_reminder("call mum", in_minutes=1)
+    timers.set_reminder("call mum", when="in 1 minute")
     assert "tea: 5 seconds left" in timers.list_timers()
     clock.advance_ms(4_900)
     await asyncio.sleep(0.03)
@@ -194,6 +194,33 @@ async def test_timers_fire_on_the_replaceable_clock():
 
 
 # -- the HTTP example, against a local server ---------------------------------------------------------
+def test_a_reply_copying_the_recaps_call_label_is_a_call():
+    f = ToolCallFilter()
+    said = "".join(f.feed(p) for p in ["You", " called", ": ", '{"name": "set_timer", ', '"arguments": {"minutes": 5}}'])
+    assert said + f.flush() == "" and (f.calls[0].name, f.calls[0].arguments) == ("set_timer", {"minutes": 5})
+    for text in ["You're welcome.", "You called: nobody yet.", "You called me earlier."]:
+        f = ToolCallFilter()
+        assert f.feed(text) + f.flush() == text and not f.calls
+
+
+def test_reminder_times_are_read_as_said():
+    from datetime import datetime
+
+    from voiceloop.tools.builtin.timers import seconds_until
+
+    now = datetime(2026, 11, 26, 14, 0)
+    minutes = {
+        "in 20 minutes": 20, "20 minutes from now": 20, "in an hour": 60, "half an hour": 30, "in 1.5 hours": 90,
+        "1 hour 30 minutes": 90, "18:30": 270, "6:30 pm": 270, "6:30 p.m.": 270, "9 a.m.": 19 * 60,
+        "7 15": 5 * 60 + 15, "7:15": 5 * 60 + 15, "07:15": 17 * 60 + 15, "noon": 22 * 60,
+    }  # fmt: skip
+    for when, m in minutes.items():
+        assert seconds_until(when, now) == m * 60, when
+    for bad in ("now", "later", "25:00", "9:75"):
+        with pytest.raises(ValueError, match="cannot read when"):
+            seconds_until(bad, now)
+
+
 def test_home_assistant_calls_the_real_endpoint(ha_server):
     ha = HomeAssistant(ha_server.url, token="secret")
     assert ha.turn_off_light("the kitchen lights") == "light.kitchen turned off"

@@ -70,7 +70,7 @@ class LlamaOptions:
     turn's end, when ASR is done, uses ``n_threads`` / ``n_threads_batch``."""
     prefill_chunk: int = 4
     """Tokens per background prefill step; a reply waits at most one step."""
-    tool_call_threshold: float = 0.3
+    tool_call_threshold: float = 0.35
     tool_call_threshold_in_conversation: float | None = 0.25
     """The threshold once there is history: P(call) runs lower there (the recapped turns pull the model towards
     answering). Fitted on the tune split of ``examples/tool_eval.py session`` (the most right calls with no false
@@ -432,6 +432,7 @@ class LlamaBackend(LLMBackend):
             if tools and first is not None:
                 if tool_choice == "none":
                     # Calls open with their tag as the first token: without it the model must answer in words.
+                    # (Masking it after every "no" decision as well cost right calls: 22/42 against 30/42.)
                     first = first.copy()
                     first[self._call_ids] = -np.inf
                 elif self._wants_call(first, in_conversation=any(m.role != "system" for m in history)):

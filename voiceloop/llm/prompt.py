@@ -178,8 +178,16 @@ _CALL_EXAMPLE = '{"name": <function-name>, "arguments": <args-json-object>}'
 _DOUBLED_EXAMPLE = "{" + _CALL_EXAMPLE + "}"
 
 
+RECAP_CALL = "You called:"
+"""The recap's label for an earlier call; a reply that starts with it is read as a call (voiceloop.tools.calls)."""
+
+
 def recap(history: list[Message], turns: int | None = None) -> str:
-    """Earlier turns as a note ahead of the user's words; a stable prefix, so the KV cache keeps it."""
+    """Earlier turns as a note ahead of the user's words; a stable prefix, so the KV cache keeps it.
+
+    Plain labels, measured against the template's own tags for calls and results in the note (one conversation,
+    seed 0: 30/42 right against 22/42). A model imitating the note may start its reply with the call label:
+    the call filter reads that as the call it is, so the JSON is never spoken."""
     if turns is not None:
         starts = [i for i, m in enumerate(history) if m.role == "user"]
         history = history[starts[-turns] :] if turns and len(starts) > turns else history if turns else []
@@ -193,10 +201,8 @@ def recap(history: list[Message], turns: int | None = None) -> str:
             lines.append(f"Tool result: {m.content}")
         elif m.content.lstrip().startswith("<tool_call>"):
             calls = m.content.replace("<tool_call>", "").replace("</tool_call>", "").split()
-            lines.append(f"You called: {' '.join(calls)}")
+            lines.append(f"{RECAP_CALL} {' '.join(calls)}")
         else:
-            # Measured on the session eval: leaving out the replies not grounded in a tool result did not
-            # call more often (24-25/42 against 26/42 with all of them).
             lines.append(f"You: {m.content}")
     return "(Our conversation so far:\n" + "\n".join(lines) + ")\n\n"
 

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..llm.prompt import RECAP_CALL
 from .base import Tool
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
@@ -50,9 +51,10 @@ def _parse(body: str) -> ToolCall:
 class ToolCallFilter:
     """Streams text through, minus tool calls. ``feed`` returns the speakable text; calls accumulate.
 
-    Besides the tagged form, a reply that *starts* with a bare JSON object or a ``<tools>`` wrapper is read
-    as a call: small models (the embedded Qwen2.5-Coder repackagings) often drop the tags. Text that
-    only starts like that and is not a call is passed on once that is clear."""
+    Besides the tagged form, a reply that *starts* with a bare JSON object, a ``<tools>`` wrapper or the
+    conversation recap's call label (``You called: {...}``) is read as a call: small models (the embedded
+    Qwen2.5-Coder repackagings) often drop the tags, or copy the recap's form. Text that only starts like that
+    and is not a call is passed on once that is clear."""
 
     def __init__(self) -> None:
         self.calls: list[ToolCall] = []
@@ -72,13 +74,20 @@ class ToolCallFilter:
                 head = self._buf.lstrip()
                 if not head:
                     return ""
-                if head.startswith("{"):
+                if head.startswith(RECAP_CALL) and head[len(RECAP_CALL) :].lstrip()[:1] not in ("", "{"):
+                    self._start = False  # the label, then words: a reply like any other
+                elif head.startswith(RECAP_CALL):
+                    if not head[len(RECAP_CALL) :].strip():
+                        return ""  # the object has not started yet
+                    body = head[len(RECAP_CALL) :].lstrip()
+                    self._start, self._bare, self._buf, self.started = False, True, body, True
+                elif head.startswith("{"):
                     self._start, self._bare, self._buf, self.started = False, True, head, True
                 elif head.startswith(ALT_OPEN):
                     self._start, self._buf = False, head[len(ALT_OPEN) :]
                     self._in_call, self._close, self.started = True, ALT_CLOSE, True
-                elif ALT_OPEN.startswith(head) or OPEN.startswith(head):
-                    return ""  # could still become a tag
+                elif ALT_OPEN.startswith(head) or OPEN.startswith(head) or RECAP_CALL.startswith(head):
+                    return ""  # could still become a tag (or the recap's label)
                 else:
                     self._start = False
             if self._bare:

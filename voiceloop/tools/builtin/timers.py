@@ -39,6 +39,39 @@ def _spoken_duration(seconds: float) -> str:
     return " and ".join(parts)
 
 
+_UNIT_S = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hr": 3600, "hour": 3600}
+_DELAY = re.compile(r"(\d+(?:\.\d+)?|half an?|an?)\s*(seconds?|secs?|minutes?|mins?|hours?|hrs?|[smh])\b")
+_CLOCK = re.compile(r"(?:at\s+)?(\d{1,2})(?:\s*[:.h ]\s*(\d{2}))?\s*(am|pm)?(?:\s+(today|tonight|tomorrow))?")
+
+
+def seconds_until(when: str, now: datetime) -> float:
+    """Seconds from ``now`` until ``when``: a delay ("in 20 minutes", "1 hour 30 minutes", "half an hour") or a
+    clock time ("18:30", "6:30 pm", "9 a.m."; without am/pm, the next time the clock shows it)."""
+    w = re.sub(r"\b([ap])\.?\s?m\b\.?", r"\1m", when.lower().strip())
+    w = w.replace("noon", "12 pm").replace("midnight", "12 am")
+    if not re.search(r"\d\s*[ap]m\b|\d:\d|\bat\b", w) and (parts := _DELAY.findall(w)):
+        total = 0.0
+        for n, unit in parts:
+            v = 0.5 if n.startswith("half") else 1.0 if n in ("a", "an") else float(n)
+            total += v * _UNIT_S[unit.rstrip("s") if len(unit) > 1 else unit]
+        return total
+    m = _CLOCK.fullmatch(re.sub(r"\s+", " ", w))
+    if not m or int(m[1]) > 23 or int(m[2] or 0) > 59:
+        raise ValueError(f"cannot read when {when!r}: say a delay (in 20 minutes) or a clock time (18:30, 6:30 pm)")
+    hour, minute, half = int(m[1]), int(m[2] or 0), m[3] or ("pm" if m[4] == "tonight" else None)
+    if half:
+        hour = hour % 12 + (12 if half == "pm" else 0)
+    # "19:30" and "07:15" are 24-hour times; a bare "7:15" is whichever 7:15 comes next.
+    hours = [hour] if half or hour == 0 or hour > 12 or m[1].startswith("0") else [hour % 12, hour % 12 + 12]
+    waits = []
+    for h in hours:
+        target = now.replace(hour=h, minute=minute, second=0, microsecond=0)
+        if target <= now or m[4] == "tomorrow":
+            target += timedelta(days=1)
+        waits.append((target - now).total_seconds())
+    return min(waits)
+
+
 class Timers:
     def __init__(self, *, clock: Clock = DEFAULT_CLOCK, wall: Callable[[], datetime] = datetime.now) -> None:
         self.clock = clock
@@ -81,30 +114,17 @@ class Timers:
         self._add(name, what, total)
         return f"{name} set for {_spoken_duration(total)}"
 
-    def set_reminder(self, text: str, in_minutes: float | None = None, at: str | None = None) -> str:
+    def set_reminder(self, text: str, when: str) -> str:
         """Remind the user of something later, by speaking it at that time.
 
         Args:
             text: what to remind them of, e.g. "call your mother".
-            in_minutes: in how many minutes (use this or at).
-            at: a clock time today or tomorrow, "HH:MM" in 24-hour form, e.g. "18:30" (use this or in_minutes).
+            when: when, as the user said it: a delay ("in 20 minutes", "in an hour") or a clock time ("18:30",
+                "6:30 pm", "9 am").
         """
-        if in_minutes is None and not at:
-            raise ValueError("say when: in_minutes or at")
-        if at:
-            m = re.fullmatch(r"\s*(\d{1,2})(?::(\d{2}))?\s*(am|pm)?\s*", at.lower())
-            if not m:
-                raise ValueError(f"cannot read the time {at!r}; use HH:MM")
-            hour, minute = int(m.group(1)) % 24, int(m.group(2) or 0)
-            if m.group(3) == "pm" and hour < 12:
-                hour += 12
-            now = self.wall()
-            target = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
-            if target <= now:
-                target += timedelta(days=1)
-            seconds = (target - now).total_seconds()
-        else:
-            seconds = float(in_minutes or 0) * 60
+        # One free-form field, read here: given "in_minutes" and "at", the small models filled "in_minutes" for
+        # "at 6:30 pm" (3 of 3 clock-time reminders in a conversation).
+        seconds = seconds_until(when, self.wall())
         self._add("reminder", f"Reminder: {text.strip().rstrip('.')}.", seconds)
         return f"reminder set for {_spoken_duration(seconds)} from now: {text}"
 
