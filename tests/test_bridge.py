@@ -170,6 +170,16 @@ async def test_bad_settings_get_errors_and_the_session_stays_usable(bridge, data
     assert turns and "lamp" in turns[-1]["transcript"].lower() and audio_bytes > 0
 
 
+def test_settings_are_checked_against_what_the_server_offers():
+    from voiceloop.io.protocol import parse_settings
+
+    ok, errors = parse_settings({"tools": False, "model": "a"}, ("a", "b"), tools=False)
+    assert ok.tools is False and ok.model == "a" and not errors
+    _, errors = parse_settings({"tools": True, "system": "x" * 4001}, ("a",), tools=False)
+    assert [e.code for e in errors] == ["bad_setting", "bad_setting"]
+    assert "4001 characters" in errors[0].message and "offers no tools" in errors[1].message
+
+
 def _http_get(port: int, path: str) -> str:
     import urllib.request
 

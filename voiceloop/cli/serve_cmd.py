@@ -36,8 +36,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from ..asr.whisper import WhisperOptions
     from ..io.websocket_server import BridgeOptions, BridgeServer, is_loopback
+    from ..llm.llama import LlamaBackend
     from ..pipeline.agent import AgentOptions
     from ..pipeline.engines import Engines
     from ..tts.piper import PiperOptions
@@ -69,10 +72,6 @@ def run(args: argparse.Namespace) -> int:
     engines.warm_up(tools=(make := tool_factory(args)) and make())
     offered = {}
     for name in args.offer_llm:
-        from dataclasses import replace
-
-        from ..llm.llama import LlamaBackend
-
         base = llama_options(args)
         # A draft model pairs with one target's tokenizer: an offered LLM decodes without it.
         spec = "none" if base.speculative == "draft" else base.speculative

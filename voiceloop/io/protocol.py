@@ -63,7 +63,7 @@ def parse_json(text: str) -> dict[str, Any]:
     return msg
 
 
-def parse_hello(msg: dict[str, Any], models: tuple[str, ...] = ()) -> Hello:
+def parse_hello(msg: dict[str, Any], models: tuple[str, ...] = (), *, tools: bool = True) -> Hello:
     version = msg.get("version", PROTOCOL_VERSION)
     if version != PROTOCOL_VERSION:
         raise ProtocolError("bad_version", f"protocol version {version!r} not supported; use {PROTOCOL_VERSION}", fatal=True)
@@ -76,11 +76,13 @@ def parse_hello(msg: dict[str, Any], models: tuple[str, ...] = ()) -> Hello:
         raise ProtocolError(
             "bad_sample_rate", f"sample_rate {rate!r} not supported; use one of {list(SUPPORTED_RATES)}", fatal=True
         )
-    settings, errors = parse_settings(msg, models)
+    settings, errors = parse_settings(msg, models, tools=tools)
     return Hello(sample_rate=rate, version=version, settings=settings, setting_errors=tuple(errors))
 
 
-def parse_settings(msg: dict[str, Any], models: tuple[str, ...] = ()) -> tuple[Settings, list[ProtocolError]]:
+def parse_settings(
+    msg: dict[str, Any], models: tuple[str, ...] = (), *, tools: bool = True
+) -> tuple[Settings, list[ProtocolError]]:
     """The optional settings of ``hello``; a bad one is dropped (the default applies) with a ``bad_setting`` error.
 
     A bad setting is not fatal: the audio format decides whether the stream can be understood at all,
@@ -110,10 +112,12 @@ def parse_settings(msg: dict[str, Any], models: tuple[str, ...] = ()) -> tuple[S
         else:
             bad("model", f"{v!r} is not loaded by this server; choose one of {', '.join(models) or '(none)'}")
     if (v := msg.get("tools")) is not None:
-        if isinstance(v, bool):
-            values["tools"] = v
-        else:
+        if not isinstance(v, bool):
             bad("tools", "must be true or false")
+        elif v and not tools:
+            bad("tools", "this server offers no tools")
+        else:
+            values["tools"] = v
     return Settings(**values), errors
 
 

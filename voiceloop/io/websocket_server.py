@@ -326,7 +326,7 @@ class _Session:
             m = parse_json(msg)
             if m["type"] != "hello":
                 raise ProtocolError("expected_hello", f"the first message must be hello, not {m['type']!r}", fatal=True)
-            return parse_hello(m, tuple(self.server.models))
+            return parse_hello(m, tuple(self.server.models), tools=self.server.options.tools is not None)
         except ProtocolError as e:
             await self.error(e.code, e.message, close=True)
             return None
