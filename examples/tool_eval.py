@@ -184,11 +184,12 @@ def cmd_text(args: argparse.Namespace) -> None:
             sum(c is not None for _, c in plain) / len(plain),
         )
 
-    grid = [round(x, 2) for x in np.arange(0.05, 0.96, 0.05)]
+    grid = [round(x, 2) for x in np.arange(0.05, 0.96, 0.01)]
     curve = {split: [(t, *rates(t, split)) for t in grid] for split in ("tune", "check")}
     print("threshold   tune: right  false    check: right  false")
     for (t, r1, f1), (_, r2, f2) in zip(curve["tune"], curve["check"], strict=True):
-        print(f"  {t:.2f}          {r1:5.0%}  {f1:5.0%}            {r2:5.0%}  {f2:5.0%}")
+        if round(t * 100) % 5 == 0 or 0.3 <= t <= 0.4:
+            print(f"  {t:.2f}          {r1:5.0%}  {f1:5.0%}            {r2:5.0%}  {f2:5.0%}")
     # The operating point, from the tune split only: the most right calls with at most 5 % false calls
     # (ties: the lowest such threshold, the most recall within the false-call budget).
     fitted = max((t for t, r, f in curve["tune"] if f <= 0.05), key=lambda t: (rates(t, "tune")[0], -t))
@@ -205,6 +206,10 @@ def cmd_text(args: argparse.Namespace) -> None:
     out["curve"] = curve
     out["threshold"] = thr
     out["call_ms_p50"] = float(np.percentile(call_ms, 50))
+    out["rows"] = [
+        {"id": req["id"], "p_call": p, "forced_right": right(req, call) if req["tool"] else None}
+        for req, call, _, p, _ in forced
+    ]
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
 
@@ -226,7 +231,9 @@ def cmd_session(args: argparse.Namespace) -> None:
     runner = ToolRunner(tools)
     llm = LlamaBackend(LlamaOptions(model=resolve_model(args.llm)))
     if args.threshold is not None:
-        llm.options = dataclasses.replace(llm.options, tool_call_threshold_in_conversation=args.threshold)
+        llm.options = dataclasses.replace(llm.options, tool_call_threshold=args.threshold)
+    if args.in_conversation_only:
+        llm.options = dataclasses.replace(llm.options, tool_decision_alone=False, tool_call_threshold_in_conversation=0.25)
     if args.no_recap:
         llm.prompt = dataclasses.replace(llm.prompt, recap_with_tools=False)
     if args.recap_turns is not None:
@@ -236,10 +243,11 @@ def cmd_session(args: argparse.Namespace) -> None:
     history: list[Message] = []
     rows = []
     curve_rows: list[tuple[dict, float, dict | None]] = []
+    per_row: list[dict] = []
     for req in reqs:
         f = ToolCallFilter()
         spoken = f.feed("".join(llm.stream(history, req["text"], max_tokens=96, tools=schemas))) + f.flush()
-        p = llm.last_call_probability
+        p, p_conv = llm.last_call_probability, llm.last_call_probability_in_conversation
         call, after = None, []
         if f.calls:
             c = check_call(f.calls[0], by_name)
@@ -253,7 +261,7 @@ def cmd_session(args: argparse.Namespace) -> None:
         if forced is None and req["tool"] and history:
             # What it would have called (for the threshold curve); the history keeps what it did.
             saved = llm.options
-            llm.options = dataclasses.replace(saved, tool_call_threshold_in_conversation=0.0)
+            llm.options = dataclasses.replace(saved, tool_call_threshold=0.0, tool_call_threshold_in_conversation=0.0)
             g = ToolCallFilter()
             g.feed("".join(llm.stream(history, req["text"], max_tokens=96, tools=schemas)))
             g.flush()
@@ -263,6 +271,8 @@ def cmd_session(args: argparse.Namespace) -> None:
                 forced = {"name": c.name, "arguments": c.arguments, "error": c.error}
         if history:
             curve_rows.append((req, p, forced))
+        per_row.append({"id": req["id"], "p_call": p, "p_call_in_conversation": p_conv, "called": call is not None,
+                        "forced_right": right(req, forced) if req["tool"] else None, "first": not history})  # fmt: skip
         history += [Message("user", req["text"]), *after, Message("assistant", spoken.strip())]
         rows.append((req, call, spoken))
         ok = right(req, call) if req["tool"] else call is None
@@ -270,7 +280,7 @@ def cmd_session(args: argparse.Namespace) -> None:
     recap = "off" if args.no_recap else f"last {args.recap_turns}" if args.recap_turns is not None else "on"
     # The threshold curve once there is history, replayed from this run's P(call) (the history stays the one
     # this run's decisions made, so it is an approximation away from the run's threshold: confirm with a run).
-    print("in-conversation threshold   tune: right  false    check: right  false")
+    print("threshold (the decision's reading)   tune: right  false    check: right  false")
     curve = {}
     for t in [round(x, 2) for x in np.arange(0.05, 0.51, 0.05)]:
         cells = []
@@ -285,9 +295,14 @@ def cmd_session(args: argparse.Namespace) -> None:
             f"  {t:.2f}                        {cells[0]:5.0%}  {cells[1]:5.0%}            {cells[2]:5.0%}  {cells[3]:5.0%}"
         )
     o = llm.options
-    thr = o.tool_call_threshold if o.tool_call_threshold_in_conversation is None else o.tool_call_threshold_in_conversation
-    out = report(rows, f"{llm.model_path.name} session (seed {args.seed}, recap {recap}, threshold {thr})")
+    how = (
+        f"alone >= {o.tool_call_threshold} or after history >= {o.tool_call_threshold_in_conversation}"
+        if o.tool_decision_alone
+        else f"after history >= {o.tool_call_threshold_in_conversation}"
+    )
+    out = report(rows, f"{llm.model_path.name} session (seed {args.seed}, recap {recap}, call if {how})")
     out["curve"] = curve
+    out["rows"] = per_row
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
 
@@ -312,6 +327,18 @@ def cmd_synth(args: argparse.Namespace) -> None:
         manifest.append((name, r["text"]))
     (out / "manifest.tsv").write_text("file\ttranscript\n" + "".join(f"{n}\t{t}\n" for n, t in manifest))
     print(f"{len(manifest)} clips in {out}")
+
+
+def cmd_order(args: argparse.Namespace) -> None:
+    """The synthesized clips of one voice in the session command's order (the same shuffle), one per line:
+    ``voiceloop profile $(python examples/tool_eval.py order DIR --seed 0 --voice piper) --tools ...``."""
+    import random
+
+    reqs = load()
+    random.Random(args.seed).shuffle(reqs)
+    for r in reqs:
+        (clip,) = sorted(Path(args.dir).glob(f"{r['id']}-{args.voice}*.wav"))
+        print(clip)
 
 
 def cmd_score(args: argparse.Namespace) -> None:
@@ -373,13 +400,19 @@ def main() -> None:
     p.add_argument("--llm")
     p.add_argument("--no-recap", action="store_true", help="earlier turns as chat turns (the old prompt)")
     p.add_argument("--recap-turns", type=int, help="recap only the latest N turns")
-    p.add_argument("--threshold", type=float, help="P(call) threshold once there is history (default: the backend's)")
+    p.add_argument("--threshold", type=float, help="P(call) threshold, request alone (default: the backend's)")
+    p.add_argument("--in-conversation-only", action="store_true", help="the older decision: read after the history")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json")
     p.set_defaults(fn=cmd_session)
     p = sub.add_parser("synth")
     p.add_argument("out")
     p.set_defaults(fn=cmd_synth)
+    p = sub.add_parser("order", help="one voice's clips in a session's order, for voiceloop profile")
+    p.add_argument("dir")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--voice", choices=["piper", "espeak"], default="piper")
+    p.set_defaults(fn=cmd_order)
     p = sub.add_parser("score")
     p.add_argument("profile")
     p.add_argument("out", nargs="?")

@@ -445,3 +445,61 @@ async def test_real_agent_sets_a_timer_by_voice_and_it_speaks(engines, paced_fra
     assert rec.reply and "tool_call" not in rec.reply
     anns = [e for e in events if isinstance(e, Announcement)]
     assert len(anns) == 1 and anns[0].late_ms <= 200, [a.late_ms for a in anns]
+
+
+@pytest.mark.models
+def test_real_decision_is_read_on_the_request_alone_in_a_conversation(engines):
+    """After an exchange answered without a tool the model imitates answering (P(call) 0.61 → 0.007 for the
+    Tokyo question as chat turns); the decision read on the request alone, in the KV cache's side sequence,
+    still calls, and a plain question after the same history still gets words."""
+    from voiceloop.llm.prompt import Message
+    from voiceloop.llm.side_sequence import SideSequence
+    from voiceloop.llm.speculative import common_prefix, last_logits
+    from voiceloop.tools import builtin_tools
+
+    llm = engines.llm
+    tools = [*builtin_tools(), *Timers().tools()]
+    by_name = {t.name: t for t in tools}
+    schemas = [t.schema() for t in tools]
+    history = [
+        Message("user", "Would you please turn on the living room lamp?"),
+        Message("assistant", "Sure, I'll turn on the living room lamp."),
+        Message("user", "Who wrote Hamlet?"),
+        Message("assistant", "William Shakespeare wrote Hamlet."),
+    ]
+    f = ToolCallFilter()
+    f.feed("".join(llm.stream(history, "What time is it in Tokyo?", max_tokens=64, tools=schemas)))
+    f.flush()
+    assert f.calls, llm.last_call_probability
+    call = check_call(f.calls[0], by_name)
+    assert call.name == "current_time" and "tokyo" in call.arguments.get("place", "").lower(), call
+    # Read twice: on the request alone (the decision) and after the conversation (for follow-ups).
+    assert llm.last_call_probability >= llm.options.tool_call_threshold
+    assert llm.last_call_probability != llm.last_call_probability_in_conversation
+    f = ToolCallFilter()
+    f.feed("".join(llm.stream(history, "What is the capital of Canada?", max_tokens=24, tools=schemas)))
+    f.flush()
+    assert not f.calls and llm.last_call_probability < llm.options.tool_call_threshold
+
+    # The side sequence gives the logits a plain evaluation of the same prompt gives, leaves the main
+    # sequence's cache alone, and lets go of the shared head when the main one rewrites it.
+    with llm.lock:
+        raw = llm.llm
+        side = llm._side
+        main_ids = list(raw.input_ids[: raw.n_tokens])
+        alone = llm._alone([], "Set a timer for five minutes.", schemas)
+        z_side = side.eval(alone)
+        assert side.shared > 0 and side.ids == alone
+        assert list(raw.input_ids[: raw.n_tokens]) == main_ids  # the main sequence's bookkeeping untouched
+        raw.n_tokens = common_prefix(raw.input_ids[: raw.n_tokens], alone)
+        raw.eval(alone[raw.n_tokens :])
+        z_main = np.array(last_logits(raw))
+        assert int(np.argmax(z_side)) == int(np.argmax(z_main))
+        assert abs(llm._p_call(z_side) - llm._p_call(z_main)) < 0.02
+        # Rewriting the whole context: kept, the side's copy of the old head and the new one would not fit.
+        raw.n_tokens = 0
+        raw.eval(alone)
+        assert side.shared == 0 and side.ids == []
+        assert isinstance(side, SideSequence)
+        side.eval(alone)
+        assert side.shared == len(alone) - 1

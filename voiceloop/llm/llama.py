@@ -16,6 +16,7 @@ import numpy as np
 from ..errors import ConfigError, ModelNotFoundError
 from .backend import GenerationStats, LLMBackend
 from .prompt import ChatTemplatePrompt, Message, TranscriptPrompt, split_system
+from .side_sequence import SideSequence
 from .speculative import (
     CopyGuard,
     Drafter,
@@ -70,14 +71,19 @@ class LlamaOptions:
     turn's end, when ASR is done, uses ``n_threads`` / ``n_threads_batch``."""
     prefill_chunk: int = 4
     """Tokens per background prefill step; a reply waits at most one step."""
-    tool_call_threshold: float = 0.35
-    tool_call_threshold_in_conversation: float | None = 0.25
-    """The threshold once there is history: P(call) runs lower there (the recapped turns pull the model towards
-    answering). Fitted on the tune split of ``examples/tool_eval.py session`` (the most right calls with no false
-    call); None = ``tool_call_threshold``."""
+    tool_call_threshold: float = 0.33
     """With tools offered: the probability mass on a call's first token ("{", "<", "<tool_call>") above which
-    the reply is a tool call. The embedded Qwen2.5-Coder models put 0.3-0.7 there for requests a tool
-    serves but rarely make it the top token; fitted on examples/tools/requests.json's tune split."""
+    the reply is a tool call, read on the request alone (the system turn with the tools, then only the user's
+    words: ``SideSequence``), never after the conversation, which pulls these models towards answering. The
+    embedded Qwen2.5-Coder models put 0.24-0.74 there for requests a tool serves and rarely make it the top
+    token. Fitted on examples/tools/requests.json's tune split (``tool_eval.py text``: the lowest threshold
+    with no false call)."""
+    tool_call_threshold_in_conversation: float | None = 0.5
+    """A call also when P(call) read after the conversation reaches this: a follow-up ("and in Paris?") means
+    nothing alone. Kept high: after a conversation P(call) of plain questions reached 0.29; None = off."""
+    tool_decision_alone: bool = True
+    """Read the call decision on the request alone once there is history (costs the request's tokens in a
+    second KV-cache sequence, prefilled while the user speaks). False = read it after the conversation only."""
     tool_grammar: bool = True
     """Constrain a call to the tools' JSON schemas (a GBNF grammar): always a well-formed call to a real tool."""
     copy_guard: bool = True
@@ -103,7 +109,9 @@ class LlamaBackend(LLMBackend):
         from ..core.machine import llm_threads
 
         self.n_threads = o.n_threads or llm_threads(path)
-        self.llm = _load(path, n_ctx=o.n_ctx, n_threads=self.n_threads, n_threads_batch=o.n_threads_batch, n_batch=o.n_batch)
+        self.llm = _load(
+            path, n_ctx=o.n_ctx, n_threads=self.n_threads, n_threads_batch=o.n_threads_batch, n_batch=o.n_batch, sequences=2
+        )
         self.model_path = Path(path)
         self.draft_llm = None
         drafter: Drafter | None = None
@@ -160,7 +168,10 @@ class LlamaBackend(LLMBackend):
         self._signals: dict[tuple[tuple[Message, ...], str], dict[str, float]] = {}
         self._grammars: dict[str, str] = {}
         self.last_call_probability: float | None = None
-        """P(the reply starts a tool call) at the latest reply with tools offered."""
+        """P(the reply starts a tool call) read on the request alone at the latest reply with tools offered."""
+        self.last_call_probability_in_conversation: float | None = None
+        """The same read after the conversation (equal to the above for a conversation's first request)."""
+        self._side = SideSequence(self.llm)
 
     def _piece(self, token: int) -> str:
         return self.llm.detokenize([token], special=True).decode("utf-8", errors="ignore")
@@ -234,12 +245,12 @@ class LlamaBackend(LLMBackend):
             # The last user words may still change; keep the known-good prefix only.
             tokens = tokens[:-4]
             reuse = common_prefix(self.llm.input_ids[: self.llm.n_tokens], tokens)
-            if not tokens or reuse == len(tokens):
+            alone = tools and self.options.tool_decision_alone and any(m.role != "system" for m in history)
+            if (not tokens or reuse == len(tokens)) and not alone:
                 return  # already in the cache
             # In small chunks, so that a reply waiting for the model starts after one chunk, not after
             # the whole prefill (on a 1.5B model 8 tokens take ~100 ms on two cores, 4 take ~60).
             self._reply_waiting.clear()
-            self.llm.n_tokens = reuse
             # Warming the conversation's prefix (no user words yet: at its start or between turns) may take
             # every thread and bigger steps: nobody is speaking, so Whisper does not need the other core.
             warm = not user_text
@@ -247,11 +258,22 @@ class LlamaBackend(LLMBackend):
             threads = self.n_threads if warm else self.options.prefill_threads
             self._set_threads(threads, self.options.n_threads_batch if warm else threads)
             try:
+                if reuse < len(tokens):
+                    self.llm.n_tokens = reuse
                 for i in range(reuse, len(tokens), chunk):
                     if self._reply_waiting.is_set():
                         log.debug("prefill cut short at %d of %d tokens: a reply is waiting", i, len(tokens))
                         return
                     self.llm.eval(tokens[i : i + chunk])
+                if alone:
+                    assert tools is not None
+                    # The request alone, for the call decision (see _wants_call), in the side sequence.
+                    self._side.eval(
+                        self._alone(history, user_text, tools)[:-4],
+                        logits=False,
+                        chunk=chunk,
+                        stop=self._reply_waiting.is_set,
+                    )
             finally:
                 self._set_threads(self.n_threads, self.options.n_threads_batch)
             if isinstance(self.decoder.drafter, DraftModelDrafter):
@@ -320,16 +342,32 @@ class LlamaBackend(LLMBackend):
     def _signal_key(self, history: list[Message], user_text: str) -> tuple[tuple[Message, ...], str]:
         return tuple(history), user_text
 
-    def _wants_call(self, logits: np.ndarray, in_conversation: bool = False) -> bool:
-        """Is the reply a tool call? The model's own probability of starting one, against a fitted threshold
-        (one for a conversation's first request, one once there is history)."""
+    def _p_call(self, logits: np.ndarray) -> float:
+        """The model's own probability of starting a tool call next."""
         z = logits.astype(np.float64)
         p = np.exp(z - z.max())
-        p_call = float(p[self._call_ids].sum() / p.sum())
-        self.last_call_probability = p_call
+        return float(p[self._call_ids].sum() / p.sum())
+
+    def _alone(self, history: list[Message], user_text: str, tools: list[dict]) -> list[int]:
+        """The prompt of the request alone: the same system turn (so the cached head is shared), no history."""
+        return self._tokens([m for m in history if m.role == "system"], user_text, tools)
+
+    def _wants_call(self, history: list[Message], user_text: str, tools: list[dict], logits: np.ndarray) -> bool:
+        """Is the reply a tool call? The model's own probability of starting one, read on the request alone
+        (and after the conversation, for follow-ups), against thresholds fitted on the tool request set."""
         o = self.options
-        t = o.tool_call_threshold_in_conversation if in_conversation else None
-        return p_call >= (o.tool_call_threshold if t is None else t)
+        p_conv = self._p_call(logits)
+        p_alone = p_conv
+        in_conversation = any(m.role != "system" for m in history)
+        if in_conversation and o.tool_decision_alone:
+            z = self._side.eval(self._alone(history, user_text, tools))
+            assert z is not None
+            p_alone = self._p_call(z)
+        self.last_call_probability, self.last_call_probability_in_conversation = p_alone, p_conv
+        t_conv = o.tool_call_threshold_in_conversation
+        if not o.tool_decision_alone and in_conversation and t_conv is not None:
+            return p_conv >= t_conv  # the older reading: after the conversation only
+        return p_alone >= o.tool_call_threshold or (in_conversation and t_conv is not None and p_conv >= t_conv)
 
     def _tool_call(self, tools: list[dict], stop: threading.Event | None, st: GenerationStats, t0: int) -> Iterator[str]:
         """Write the call: the opening tag at once (the caller can start a filler), then the JSON (within the
@@ -431,14 +469,24 @@ class LlamaBackend(LLMBackend):
                 st.prompt_ms = (time.perf_counter_ns() - t0) / 1e6
             if tools and first is not None:
                 if tool_choice == "none":
-                    # Calls open with their tag as the first token: without it the model must answer in words.
-                    # (Masking it after every "no" decision as well cost right calls: 22/42 against 30/42.)
-                    first = first.copy()
-                    first[self._call_ids] = -np.inf
-                elif self._wants_call(first, in_conversation=any(m.role != "system" for m in history)):
+                    call = False
+                elif after:
+                    # A round after tool results is read in its context only: alone, the request would call
+                    # the same tool again.
+                    t = self.options.tool_call_threshold_in_conversation or self.options.tool_call_threshold
+                    call = self._p_call(first) >= t
+                else:
+                    call = self._wants_call(history, user_text, tools, first)
+                if call:
                     yield from self._tool_call(tools, stop, st, t0)
                     st.finish_reason = "tool_call"
                     return
+                if tool_choice == "none" or not after:
+                    # Calls open with their tag as the first token: without it the model answers in words, so
+                    # a "no" stays a no (read after the conversation alone, the decision missed too many calls
+                    # to be binding: 22/42 against 30/42; read on the request alone it is the better judge).
+                    first = first.copy()
+                    first[self._call_ids] = -np.inf
             gen = self.decoder.generate(
                 tokens, max_tokens=max_tokens, stop=stop, stats=st, first_logits=first, reused=reused
             )
@@ -485,12 +533,26 @@ class LlamaBackend(LLMBackend):
                 yield tail
 
 
-def _load(path: str | Path, *, n_ctx: int, n_threads: int, n_threads_batch: int, n_batch: int):  # -> llama_cpp.Llama
+def _load(
+    path: str | Path, *, n_ctx: int, n_threads: int, n_threads_batch: int, n_batch: int, sequences: int = 1
+):  # -> llama_cpp.Llama
     import llama_cpp
 
     from .cpu_policy import install
 
     install()  # AMX-safe kernels before any model loads (see cpu_policy)
+    low = llama_cpp.llama_cpp
+    default = low.llama_context_default_params
+
+    def params():  # llama-cpp-python has no argument for these
+        p = default()
+        p.n_seq_max = sequences
+        # One buffer whose cells carry every sequence that shares them: the side sequence reuses the main
+        # one's prefix without a copy, and each keeps the whole n_ctx.
+        p.kv_unified = sequences > 1
+        return p
+
+    low.llama_context_default_params = params
     try:
         return llama_cpp.Llama(
             model_path=str(path),
@@ -502,3 +564,5 @@ def _load(path: str | Path, *, n_ctx: int, n_threads: int, n_threads_batch: int,
         )
     except (ValueError, RuntimeError) as exc:
         raise ModelNotFoundError(f"cannot load GGUF model {path}: {exc}") from None
+    finally:
+        low.llama_context_default_params = default
