@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import ConfigError, ModelNotFoundError
 from .backend import GenerationStats, LLMBackend
-from .prompt import ChatTemplatePrompt, Message, TranscriptPrompt, split_system
+from .prompt import RECAP_CALL, ChatTemplatePrompt, Message, TranscriptPrompt, split_system
 from .side_sequence import SideSequence
 from .speculative import (
     CopyGuard,
@@ -145,6 +145,7 @@ class LlamaBackend(LLMBackend):
         self._call_ids = sorted(
             {self.llm.tokenize(t.encode(), add_bos=False, special=True)[0] for t in ("{", '{"', " {", "<", "<tool_call>")}
         )
+        self._label_ids = self.llm.tokenize(RECAP_CALL.split(":")[0].encode(), add_bos=False, special=False)
         self._punct_ids = sorted({self.llm.tokenize(e.encode(), add_bos=False, special=False)[0] for e in ".?!"})
         import llama_cpp
 
@@ -487,6 +488,11 @@ class LlamaBackend(LLMBackend):
                     # to be binding: 22/42 against 30/42; read on the request alone it is the better judge).
                     first = first.copy()
                     first[self._call_ids] = -np.inf
+                    # Nor may it open with the recap's call label, which the call filter reads as a call
+                    # (seen: "I just got back from a long walk." → "You called: set_timer ...").
+                    if self.decoder.guard is None:
+                        self.decoder.guard = CopyGuard([])
+                    self.decoder.guard.ban_run(self._label_ids)
             gen = self.decoder.generate(
                 tokens, max_tokens=max_tokens, stop=stop, stats=st, first_logits=first, reused=reused
             )

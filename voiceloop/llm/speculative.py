@@ -300,6 +300,11 @@ class CopyGuard:
             if table:
                 self._tables.append((size, table))
 
+    def ban_run(self, run: list[int]) -> None:
+        """Never complete this exact token run (e.g. a label the reply must not open with)."""
+        if len(run) >= 2:
+            self._tables.append((len(run), {tuple(run[:-1]): {run[-1]}}))
+
     def banned(self, reply: list[int]) -> set[int]:
         out: set[int] = set()
         for size, table in self._tables:
