@@ -316,11 +316,26 @@ class LlamaBackend(LLMBackend):
         llm.n_tokens = reuse
         return reuse
 
-    def _eval_marked(self, ids: list[int], i: int, j: int, marks: dict[int, str], signals: dict[str, float]) -> np.ndarray:
-        """Evaluate ids[i:j] in one batch, reading the end-of-turn probability at each mark inside;
-        returns the last token's logits."""
+    def _eval_marked(
+        self,
+        ids: list[int],
+        i: int,
+        j: int,
+        marks: dict[int, str],
+        signals: dict[str, float],
+        alone: list[int] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Evaluate ids[i:j] in one batch, reading the end-of-turn probability at each mark inside; returns the
+        last token's logits, and those of the request-alone prompt ``alone`` (the side sequence) when given:
+        its tail joins the same batch when it fits."""
         inside = {m: kind for m, kind in marks.items() if i < m <= j and m < len(ids)}
-        rows = eval_rows(self.llm, ids[i:j], [m - 1 - i for m in inside])
+        side: tuple[int, list[int]] | None = None
+        if alone is not None:
+            self.llm._ctx.kv_cache_seq_rm(-1, self.llm.n_tokens, -1)  # first: it may release the shared head
+            start = self._side.prepare(alone)
+            if (j - i) + (len(alone) - start) <= self.llm.n_batch:
+                side = (start, alone[start:])
+        rows = eval_rows(self.llm, ids[i:j], [m - 1 - i for m in inside], side=side)
         for m, kind in inside.items():
             z = rows[m - 1 - i].astype(np.float64)
             p = np.exp(z - z.max())
@@ -332,7 +347,13 @@ class LlamaBackend(LLMBackend):
                     signals["punct"] = float(p[self._punct_ids].sum())
             else:
                 signals[kind] = float(p[self._punct_ids].sum())
-        return rows[j - 1 - i]
+        alone_logits = None
+        if side is not None:
+            self._side.evaluated(alone)
+            alone_logits = rows[-1]
+        elif alone is not None:
+            alone_logits = self._side.eval(alone)
+        return rows[j - 1 - i], alone_logits
 
     def _store_signals(self, key: tuple[tuple[Message, ...], str], signals: dict[str, float]) -> None:
         if signals:
@@ -353,18 +374,19 @@ class LlamaBackend(LLMBackend):
         """The prompt of the request alone: the same system turn (so the cached head is shared), no history."""
         return self._tokens([m for m in history if m.role == "system"], user_text, tools)
 
-    def _wants_call(self, history: list[Message], user_text: str, tools: list[dict], logits: np.ndarray) -> bool:
+    def _reads_alone(self, history: list[Message], tools: list[dict] | None, after: list[Message] | None) -> bool:
+        """Is the call decision read on the request alone (a second prompt) for this reply?"""
+        in_conversation = any(m.role != "system" for m in history)
+        return bool(tools) and not after and in_conversation and self.options.tool_decision_alone
+
+    def _wants_call(self, history: list[Message], logits: np.ndarray, alone: np.ndarray | None) -> bool:
         """Is the reply a tool call? The model's own probability of starting one, read on the request alone
         (and after the conversation, for follow-ups), against thresholds fitted on the tool request set."""
         o = self.options
         p_conv = self._p_call(logits)
-        p_alone = p_conv
-        in_conversation = any(m.role != "system" for m in history)
-        if in_conversation and o.tool_decision_alone:
-            z = self._side.eval(self._alone(history, user_text, tools))
-            assert z is not None
-            p_alone = self._p_call(z)
+        p_alone = p_conv if alone is None else self._p_call(alone)
         self.last_call_probability, self.last_call_probability_in_conversation = p_alone, p_conv
+        in_conversation = any(m.role != "system" for m in history)
         t_conv = o.tool_call_threshold_in_conversation
         if not o.tool_decision_alone and in_conversation and t_conv is not None:
             return p_conv >= t_conv  # the older reading: after the conversation only
@@ -454,7 +476,7 @@ class LlamaBackend(LLMBackend):
             out_ids: list[int] = []
             emitted = 0
             t_first = 0
-            first, reused = None, None
+            first, reused, alone_logits = None, None, None
             # Evaluate the prompt here, reading the end-of-turn signals on the way (free rows).
             ids, marks = self._split_tokens(history, user_text, tools) if not after else (tokens, {})
             if ids == tokens:
@@ -465,7 +487,12 @@ class LlamaBackend(LLMBackend):
                 if tail > reused:
                     self.llm.eval(ids[reused:tail])
                 signals: dict[str, float] = {}
-                first = self._eval_marked(ids, tail, len(ids), marks, signals)
+                alone = (
+                    self._alone(history, user_text, tools)
+                    if tools and tool_choice != "none" and self._reads_alone(history, tools, after)
+                    else None
+                )
+                first, alone_logits = self._eval_marked(ids, tail, len(ids), marks, signals, alone)
                 self._store_signals(key, signals)
                 st.prompt_ms = (time.perf_counter_ns() - t0) / 1e6
             if tools and first is not None:
@@ -477,7 +504,7 @@ class LlamaBackend(LLMBackend):
                     t = self.options.tool_call_threshold_in_conversation or self.options.tool_call_threshold
                     call = self._p_call(first) >= t
                 else:
-                    call = self._wants_call(history, user_text, tools, first)
+                    call = self._wants_call(history, first, alone_logits)
                 if call:
                     yield from self._tool_call(tools, stop, st, t0)
                     st.finish_reason = "tool_call"

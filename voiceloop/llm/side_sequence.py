@@ -59,6 +59,20 @@ class SideSequence:
             return main
         return own
 
+    def prepare(self, ids: Sequence[int]) -> int:
+        """Keep what the side sequence (or the main one's head) already holds of ``ids``, drop the rest, and
+        return where evaluation must start (at least the last token, for its logits). The caller evaluates
+        ``ids[start:]`` at positions ``start...`` in sequence 1 (e.g. in the main sequence's batch), then
+        calls ``evaluated(ids)``."""
+        keep = min(self._adopt_main_prefix(ids), len(ids) - 1)
+        self._rm(SIDE, keep, -1)
+        self.ids = list(ids[:keep])
+        self.shared = min(self.shared, keep)
+        return keep
+
+    def evaluated(self, ids: Sequence[int]) -> None:
+        self.ids = list(ids)
+
     def eval(
         self,
         ids: Sequence[int],

@@ -60,36 +60,59 @@ def eval_prefix(llm: llama_cpp.Llama, tokens: Sequence[int], *, min_eval: int = 
     return reuse
 
 
-def eval_rows(llm: llama_cpp.Llama, tokens: Sequence[int], rows: Sequence[int] = ()) -> dict[int, np.ndarray]:
+def eval_rows(
+    llm: llama_cpp.Llama,
+    tokens: Sequence[int],
+    rows: Sequence[int] = (),
+    *,
+    side: tuple[int, Sequence[int]] | None = None,
+) -> dict[int, np.ndarray]:
     """Evaluate ``tokens`` after the KV cache's first ``llm.n_tokens`` in one batch, returning the logits
     of the batch rows asked for (indices into ``tokens``) and of the last one.
 
     Reading a middle row's logits costs one more output projection, not another batch: this is how the
     end-of-turn probability after the user's words comes free with the prompt that follows them.
+
+    ``side``: (first position, tokens) of sequence 1 to evaluate in the same batch (see side_sequence); its last
+    token's logits come back under the key -1. One batch of both costs less than two (the weights are read once).
     """
     import llama_cpp
 
     n = len(tokens)
+    extra_pos, extra = side if side is not None else (0, ())
     want = sorted({r for r in rows if 0 <= r < n} | {n - 1})
-    if n > llm.n_batch:
-        raise ValueError(f"{n} tokens exceed one batch ({llm.n_batch})")
+    if n + len(extra) > llm.n_batch:
+        raise ValueError(f"{n + len(extra)} tokens exceed one batch ({llm.n_batch})")
     llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)
     b = llm._batch.batch
     n_past = llm.n_tokens
-    b.n_tokens = n
+    b.n_tokens = n + len(extra)
     for i, t in enumerate(tokens):
         b.token[i] = t
         b.pos[i] = n_past + i
         b.seq_id[i][0] = 0
         b.n_seq_id[i] = 1
         b.logits[i] = False
+    for k, t in enumerate(extra):
+        b.token[n + k] = t
+        b.pos[n + k] = extra_pos + k
+        b.seq_id[n + k][0] = 1
+        b.n_seq_id[n + k] = 1
+        b.logits[n + k] = k == len(extra) - 1
     for r in want:
         b.logits[r] = True
     llm._ctx.decode(llm._batch)
     llm.input_ids[n_past : n_past + n] = tokens
     llm.n_tokens += n
     vocab = llm.n_vocab()
-    return {r: np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, r), shape=(vocab,)).copy() for r in want}
+
+    def row(r: int) -> np.ndarray:
+        return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, r), shape=(vocab,)).copy()
+
+    out = {r: row(r) for r in want}
+    if extra:
+        out[-1] = row(n + len(extra) - 1)
+    return out
 
 
 class Drafter(ABC):
