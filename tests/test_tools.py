@@ -166,6 +166,10 @@ def test_units_and_time_zones():
     assert "JST" in current_time.fn("Tokyo")
     with pytest.raises(ValueError, match="no time zone"):
         resolve_zone("Atlantis")
+    # What the model writes for "What time is it?" is the local time, not an error (seen: place="local").
+    for here in ("local", "Local time", "here", "my location", ""):
+        assert resolve_zone(here) is None, here
+    assert not current_time.fn("local").startswith("in ")
 
 
 async def test_timers_fire_on_the_replaceable_clock():

@@ -136,7 +136,11 @@ class ChatTemplatePrompt:
         else:
             msgs += [{"role": m.role, "content": m.content} for m in history]
             msgs.append({"role": "user", "content": user_text})
-        msgs += [{"role": m.role, "content": m.content} for m in after or []]
+        # A tool's result arrives as a user turn in these templates; the persona answers a user's remark with a
+        # remark or a question, so the model asked the question back ("What is 17 times 23?"). Say what it is for.
+        msgs += [
+            {"role": m.role, "content": m.content + TOOL_RESULT_HINT if m.role == "tool" else m.content} for m in after or []
+        ]
         # The template's own tools support writes the schemas into the system turn.
         text = fmt(messages=msgs, tools=tools or None).prompt
         if tools:
@@ -160,6 +164,9 @@ TOOLS_HINT = (
     "or reminder, arithmetic, a conversion, a device), call it instead of answering from memory, and never "
     "say you did something you did not call a tool for."
 )
+
+
+TOOL_RESULT_HINT = "\n(The tool's result: tell the user the answer in one short sentence.)"
 
 
 def tools_preamble(tools: list[dict]) -> str:

@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo, available_timezones
 from ..base import tool
 
 ALIASES = {"utc": "UTC", "gmt": "UTC", "z": "UTC"}
+HERE = re.compile(r"^(local|here|home|current|system|this|my|where i am)\b")
+"""What models write for "no place" (the embedded Qwen writes ``place="local"`` for "What time is it?")."""
 
 
 @lru_cache(maxsize=1)
@@ -31,6 +33,8 @@ def resolve_zone(place: str | None) -> ZoneInfo | None:
     if p in available_timezones():
         return ZoneInfo(p)
     low = re.sub(r"[^a-z ]", "", p.lower()).strip()
+    if not low or HERE.match(low):
+        return None  # the local time
     if low in ALIASES:
         return ZoneInfo(ALIASES[low])
     cities = _by_city()
@@ -66,5 +70,5 @@ def current_time(place: str | None = None) -> str:
         place: a city ("Tokyo", "New York") or an IANA time zone ("Europe/Paris"); omit for the local time.
     """
     dt = now_in(place)
-    where = f"in {place}: " if place else ""
+    where = f"in {place}: " if resolve_zone(place) is not None else ""
     return where + _spoken(dt)
