@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -85,4 +86,43 @@ async def test_pause_inside_sentence_discards_preemption_then_commits(data_dir):
     assert rec.v2v_ms is not None and rec.v2v_ms > 0
     stages = rec.stages_ms()
     assert sum(stages[s] for s in ("vad", "asr", "llm", "clause", "tts", "release")) == pytest.approx(rec.v2v_ms)
+    engines.close()
+
+
+class BusyLLM(FakeLLM):
+    """Reads end-of-turn signals with its prompt (like the llama backend) and is still busy with earlier work
+    when the first reply is asked for."""
+
+    def __init__(self, busy_s: float) -> None:
+        super().__init__()
+        self.busy_s = busy_s
+
+    def turn_signals(self, history, user_text):
+        return {}
+
+    def stream(self, history, user_text, *, stop=None, max_tokens=64, stats=None):
+        if not self.calls:
+            end = time.monotonic() + self.busy_s
+            while time.monotonic() < end and not (stop is not None and stop.is_set()):
+                time.sleep(0.01)
+        yield from super().stream(history, user_text, stop=stop, max_tokens=max_tokens, stats=stats)
+
+
+async def test_a_turn_ends_on_silence_when_the_llm_is_too_busy_to_score_it(data_dir):
+    """The end-of-turn evidence comes with the reply's prompt; when the LLM is still busy, the turn ends after
+    the longest silence a decision asks for (1.5 s), so the user's next request, 2.2 s later, is a turn of its own
+    (it was merged into this one when an unscored turn waited 4.5 s)."""
+    speech = read_audio_16k(data_dir / "voice2json_would_you_please_turn_on_living_room_lamp.wav")
+    gap = np.zeros(int(2.2 * 16000), np.float32)
+    audio = np.concatenate([speech, gap, speech, np.zeros(3 * 16000, np.float32)])
+    engines = Engines(asr=FakeASR(split_s=0.0), llm=BusyLLM(busy_s=6.0), tts=FakeTTS())
+    clock = MonotonicClock()
+    agent = VoiceAgent(engines=engines, options=AgentOptions(prefill=False), clock=clock)
+    events = [ev async for ev in agent.process(_frames(audio, clock))]
+    metrics = [e.record for e in events if isinstance(e, TurnMetrics)]
+    assert len(metrics) == 2, [(r.transcript, r.extra.get("continued_after_cut_in")) for r in metrics]
+    first = metrics[0]
+    # Unscored, it waited the full 1.5 s of silence (never less), and the second request is not a continuation.
+    assert (first.marks["turn_end"] - first.marks["speech_end"]) / 1e6 >= 1400
+    assert not metrics[1].extra.get("continued_after_cut_in")
     engines.close()

@@ -423,6 +423,19 @@ def test_real_llm_calls_the_right_tool(engines):
     f.feed("".join(engines.llm.stream([], "Who wrote Romeo and Juliet?", max_tokens=32, tools=schemas)))
     f.flush()
     assert not f.calls
+    # The follow-up after a result says the answer (it used to ask the user's question back).
+    from voiceloop.llm.prompt import Message
+    from voiceloop.tools import ToolRunner
+
+    q = "What is 17 times 23?"
+    f = ToolCallFilter()
+    f.feed("".join(engines.llm.stream([], q, max_tokens=64, tools=schemas)))
+    f.flush()
+    assert f.calls and check_call(f.calls[0], by_name).name == "calculate", f.calls
+    result = asyncio.run(ToolRunner(tools).run(f.calls[0]))
+    after = [Message("assistant", f.calls[0].raw), Message("tool", result.content)]
+    reply = "".join(engines.llm.stream([], q, max_tokens=32, tools=schemas, after=after, tool_choice="none"))
+    assert "391" in reply and "?" not in reply, reply
     # tool_choice="none" (the last round): the same request the model calls a tool for gets words.
     text = "".join(engines.llm.stream([], "What time is it in Tokyo?", max_tokens=24, tools=schemas, tool_choice="none"))
     f = ToolCallFilter()

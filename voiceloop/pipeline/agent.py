@@ -357,7 +357,10 @@ class VoiceAgent(Stage[AudioFrame, Event]):
             previous=tuple(self._pause_texts),
             evidence=job.evidence if job else None,
         )
-        if silence_ms >= need and (known or silence_ms >= 3 * self.endpointing.max_silence_ms):
+        # Unscored after the longest wait any decision asks for (the LLM was still busy with the previous
+        # reply): end the turn on silence alone. Waiting longer merged the user's next request into this turn
+        # (seen after a long answer: 3 s of silence were not enough when this waited 4.5 s).
+        if silence_ms >= need and (known or silence_ms >= self.endpointing.max_silence_ms):
             await self._commit(end_ns)
 
     def _drop_utterance(self) -> None:
