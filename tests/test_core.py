@@ -229,3 +229,17 @@ def test_wer_normalises():
     assert wer(["a b c d"], ["a x c"]) == pytest.approx(0.5)
     assert wer(["Lord, but I'm glad, it's late"], ["Lord but I am glad it is late"]) == 0  # contractions
     assert wer(["I can't go"], ["I can go"]) == pytest.approx(1 / 4)  # "can not" vs "can": one word lost
+
+
+def test_profile_gives_a_turn_to_the_clip_its_speech_is_in():
+    """A clip with no leading silence (espeak-ng's) starts speech up to one VAD window before its first sample;
+    that turn is the clip's, not the previous clip's (it had been joined to it, transcript and all)."""
+    from pathlib import Path
+
+    from voiceloop.profile.runner import WINDOW_NS, InputSpan, _span_at
+
+    a, b = InputSpan(path=Path("a.wav")), InputSpan(path=Path("b.wav"))
+    a.start_ns, a.end_ns, b.start_ns, b.end_ns = 0, 5_177_000_000, 5_177_000_000, 10_000_000_000
+    first_voiced_window_start = b.start_ns - 25_000_000
+    assert _span_at([a, b], first_voiced_window_start + WINDOW_NS) is b
+    assert _span_at([a, b], 1_000_000_000 + WINDOW_NS) is a

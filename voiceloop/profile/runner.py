@@ -126,11 +126,11 @@ async def profile_inputs(
                 span.reply_rate = ev.frame.sample_rate
             elif isinstance(ev, TurnMetrics):
                 rec: TurnRecord = ev.record
-                span = _span_at(spans, rec.marks["speech_start"])
+                span = _span_at(spans, rec.marks["speech_start"] + WINDOW_NS)
                 turn_span[rec.turn_id] = span
                 span.records.append(rec)
             elif ev.type == "speech_started":
-                turn_span[ev.turn_id] = _span_at(spans, ev.at_ns)  # type: ignore[attr-defined]
+                turn_span[ev.turn_id] = _span_at(spans, ev.at_ns + WINDOW_NS)  # type: ignore[attr-defined]
         lags += agent.input_lag_ms
         # Input lag in the last tenth of the session vs the first: a backlog would grow.
         tenth = max(1, len(agent.input_lag_ms) // 10)
@@ -140,6 +140,11 @@ async def profile_inputs(
             "last_tenth_p95": percentiles(agent.input_lag_ms[-tenth:])["p95"],
         }
     return [g[0] for g in loaded], budgeter
+
+
+WINDOW_NS = WINDOW_SAMPLES * 1_000_000_000 // PIPELINE_RATE
+"""Speech starts at its first voiced VAD window, which may begin up to a window before the clip's first sample
+(a clip without leading silence, as espeak-ng writes them): its end is inside the clip."""
 
 
 def _span_at(spans: list[InputSpan], ns: int) -> InputSpan:
