@@ -226,3 +226,20 @@ def test_bench_llm_json(tmp_path):
     assert res["followup_ttft_ms"] > 0
     assert {"cost_ratio", "acceptance", "speedup"} <= set(res["predicted"][0])
     assert "lossless: yes" in r.stdout
+
+
+def test_copy_guard_bans_runs_and_a_forbidden_opening():
+    import numpy as np
+
+    from voiceloop.llm.speculative import CopyGuard
+
+    g = CopyGuard([[1, 2, 3, 4]], n=3)
+    z = np.zeros(10, np.float32)
+    z[3], z[5] = 2.0, 1.0
+    assert g.choose([1, 2], z) == 5  # 1 2 3 was said before: the runner-up
+    assert g.choose([7, 2], z) == 3
+    g.ban_run([8, 3])  # e.g. the recap's "You called" label after a "no" decision
+    assert g.choose([8], z) == 5 and g.choose([9], z) == 3
+    empty = CopyGuard([])
+    empty.ban_run([8, 3])
+    assert empty.choose([8], z) == 5
