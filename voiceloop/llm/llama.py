@@ -246,7 +246,7 @@ class LlamaBackend(LLMBackend):
             # The last user words may still change; keep the known-good prefix only.
             tokens = tokens[:-4]
             reuse = common_prefix(self.llm.input_ids[: self.llm.n_tokens], tokens)
-            alone = tools and self.options.tool_decision_alone and any(m.role != "system" for m in history)
+            alone = self._reads_alone(history, tools, None)
             if (not tokens or reuse == len(tokens)) and not alone:
                 return  # already in the cache
             # In small chunks, so that a reply waiting for the model starts after one chunk, not after
