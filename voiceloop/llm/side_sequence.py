@@ -9,15 +9,12 @@ system turn (~1,000 tokens with the tools' schemas) is the main sequence's cache
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from .speculative import common_prefix
-
-log = logging.getLogger("voiceloop.llm")
 
 MAIN, SIDE = 0, 1
 
@@ -59,12 +56,14 @@ class SideSequence:
             return main
         return own
 
-    def prepare(self, ids: Sequence[int]) -> int:
+    def prepare(self, ids: Sequence[int], *, logits: bool = True) -> int:
         """Keep what the side sequence (or the main one's head) already holds of ``ids``, drop the rest, and
-        return where evaluation must start (at least the last token, for its logits). The caller evaluates
+        return where evaluation must start (with ``logits``, at least at the last token). The caller evaluates
         ``ids[start:]`` at positions ``start...`` in sequence 1 (e.g. in the main sequence's batch), then
         calls ``evaluated(ids)``."""
-        keep = min(self._adopt_main_prefix(ids), len(ids) - 1)
+        keep = self._adopt_main_prefix(ids)
+        if logits:
+            keep = min(keep, len(ids) - 1)
         self._rm(SIDE, keep, -1)
         self.ids = list(ids[:keep])
         self.shared = min(self.shared, keep)
@@ -86,12 +85,7 @@ class SideSequence:
         import llama_cpp
 
         llm = self.llm
-        keep = self._adopt_main_prefix(ids)
-        if logits:
-            keep = min(keep, len(ids) - 1)
-        self._rm(SIDE, keep, -1)
-        self.ids = list(ids[:keep])
-        self.shared = min(self.shared, keep)
+        keep = self.prepare(ids, logits=logits)
         step = min(chunk or llm.n_batch, llm.n_batch)
         b = llm._batch.batch
         out = None
