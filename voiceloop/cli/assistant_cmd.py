@@ -20,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output-device", help="output device index or name")
     p.add_argument("--headphones", action="store_true", help="full duplex: no echo gate (only with headphones or AEC)")
     p.add_argument("--strategy", choices=["speculative", "sequential"], default="speculative")
-    p.add_argument("--whisper", help="a CTranslate2 Whisper model directory")
+    p.add_argument("--whisper", help="a CTranslate2 Whisper model directory, or a catalog name (whisper-base)")
     add_llm_args(p)
     add_turn_args(p)
     add_tool_args(p, default_on=True)

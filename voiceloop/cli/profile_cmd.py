@@ -25,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--separate", action="store_true", help="each input is its own conversation")
     p.add_argument("--reference", type=Path, help="manifest.tsv or JSON {file: transcript} for WER")
     p.add_argument("--budgets", default="", help='override budgets, e.g. "asr=80,v2v=300"')
-    p.add_argument("--whisper", help="a CTranslate2 Whisper model directory")
+    p.add_argument("--whisper", help="a CTranslate2 Whisper model directory, or a catalog name (whisper-base)")
     add_llm_args(p)
     add_turn_args(p)
     add_tool_args(p, default_on=False)

