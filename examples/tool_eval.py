@@ -134,12 +134,14 @@ def report(rows: list[tuple[dict, dict | None, str]], label: str) -> dict:
     return out
 
 
-def _run_text(llm, tools: list, threshold: float) -> list[tuple[dict, dict | None, str, float | None, float]]:
+def _run_text(
+    llm, tools: list, threshold: float, band: float | None = None
+) -> list[tuple[dict, dict | None, str, float | None, float]]:
     from voiceloop.tools import ToolCallFilter, check_call
 
     by_name = {t.name: t for t in tools}
     schemas = [t.schema() for t in tools]
-    llm.options = dataclasses.replace(llm.options, tool_call_threshold=threshold)
+    llm.options = dataclasses.replace(llm.options, tool_call_threshold=threshold, tool_call_band=band)
     rows = []
     for req in load():
         t0 = time.perf_counter()
@@ -202,7 +204,17 @@ def cmd_text(args: argparse.Namespace) -> None:
             print(f"BAD {req['id']} {req['text'][:45]:<45} -> {call or spoken.strip()[:60]!r}")
     call_ms = [ms for (req, c, _, p, ms) in forced if p >= thr]
     print(f"call generation: p50 {np.percentile(call_ms, 50):.0f} ms over {len(call_ms)} calls")
-    out = report(rows, f"{label} at threshold {thr}")
+    out = report(rows, f"{label} at threshold {thr}, no band")
+    band = LlamaOptions().tool_call_band if args.band is None else args.band
+    if band is not None and band < thr:
+        # The unsure band [band, threshold): the call is written and kept only when grounded in the request.
+        banded = _run_text(llm, tools, thr, band)
+        for req, call, spoken, p, _ in banded:
+            if band <= p < thr:
+                ok = right(req, call) if req["tool"] else call is None
+                said = call or spoken.strip()[:50]
+                print(f"band {p:.2f} {'ok ' if ok else 'BAD'} {req['id']} {req['text'][:45]:<45} -> {said!r}")
+        out["band"] = {"floor": band, **report([(r, c, s) for r, c, s, _, _ in banded], f"{label} at {thr}, band {band}")}
     out["curve"] = curve
     out["threshold"] = thr
     out["call_ms_p50"] = float(np.percentile(call_ms, 50))
@@ -394,6 +406,7 @@ def main() -> None:
     p.add_argument("--llm")
     p.add_argument("--no-grammar", action="store_true", help="do not constrain calls with the tools' grammar")
     p.add_argument("--threshold", type=float, help="P(call) threshold to report (default: the backend's)")
+    p.add_argument("--band", type=float, help="floor of the unsure band (default: the backend's; above the threshold = off)")
     p.add_argument("--json")
     p.set_defaults(fn=cmd_text)
     p = sub.add_parser("session", help="all requests as one conversation, tools really run")

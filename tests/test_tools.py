@@ -520,3 +520,50 @@ def test_real_decision_is_read_on_the_request_alone_in_a_conversation(engines):
         assert isinstance(side, SideSequence)
         side.eval(alone)
         assert side.shared == len(alone) - 1
+
+
+def test_a_call_is_grounded_only_in_values_the_user_said():
+    from voiceloop.tools.grounding import grounded, spoken_numbers
+
+    assert spoken_numbers("How many cups are in two liters?") == {2.0}
+    assert spoken_numbers("one hundred and five, then 1,000 and twenty three") == {105.0, 1000.0, 23.0}
+    assert spoken_numbers("a hundred people") == {100.0}
+    # Values that were said: kept.
+    assert grounded({"value": 3, "from_unit": "pounds", "to_unit": "ounces"}, "How many ounces in three pounds?")
+    assert grounded({"value": 72, "from_unit": "fahrenheit", "to_unit": "celsius"}, "What is 72 degrees in Celsius?")
+    assert grounded({"place": "Sydney"}, "Is it night in Sydney at the moment?")
+    # Values from nowhere: dropped.
+    assert not grounded({"expression": "8/2"}, "How many legs does a spider have?")
+    assert not grounded({"expression": "14 - 5"}, "Who wrote Romeo and Juliet?")
+    assert not grounded({"area": "bedroom lamp"}, "I'm feeling a bit tired today.")
+    assert not grounded({}, "Tell me a joke.")
+
+
+def test_real_unsure_calls_are_kept_only_when_grounded(engines):
+    """Between the band's floor and the threshold the call is written unseen and kept only when its arguments
+    were said: a conversion (P ~0.3) is called; a question at a similar P, whose forced call computes a number
+    from nowhere, is answered in words, with nothing of the dropped call left in the KV cache."""
+    from voiceloop.tools import builtin_tools
+
+    llm = engines.llm
+    tools = [*builtin_tools(), *Timers().tools()]
+    by_name = {t.name: t for t in tools}
+    schemas = [t.schema() for t in tools]
+    t, band = llm.options.tool_call_threshold, llm.options.tool_call_band
+    f = ToolCallFilter()
+    f.feed("".join(llm.stream([], "How many ounces in three pounds?", max_tokens=64, tools=schemas)))
+    f.flush()
+    assert band <= llm.last_call_probability < t, llm.last_call_probability  # the unsure band, not the threshold
+    assert f.calls
+    call = check_call(f.calls[0], by_name)
+    assert call.name == "convert_units" and call.arguments["value"] == 3, call
+    f = ToolCallFilter()
+    reply = f.feed("".join(llm.stream([], "How many legs does a spider have?", max_tokens=32, tools=schemas)))
+    reply += f.flush()
+    assert band <= llm.last_call_probability < t, llm.last_call_probability
+    assert not f.calls and ("8" in reply or "eight" in reply.lower()), reply
+    with llm.lock:
+        ids = list(llm.llm.input_ids[: llm.llm.n_tokens])
+        prompt = llm._tokens([], "How many legs does a spider have?", schemas)
+        tag = llm.llm.tokenize(b"<tool_call>", add_bos=False, special=True)
+        assert ids[: len(prompt)] == prompt and tag[0] not in ids[len(prompt) :]

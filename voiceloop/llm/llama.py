@@ -78,6 +78,12 @@ class LlamaOptions:
     embedded Qwen2.5-Coder models put 0.24-0.74 there for requests a tool serves and rarely make it the top
     token. Fitted on examples/tools/requests.json's tune split (``tool_eval.py text``: the lowest threshold
     with no false call)."""
+    tool_call_band: float | None = 0.2
+    """Unsure between this and ``tool_call_threshold``: the call is written without a word reaching the user and
+    kept only when its arguments are grounded in the request (``voiceloop.tools.grounding``), else the reply
+    answers in words. Conversions ("How many ounces in three pounds?", P 0.24-0.31) sit there beside questions
+    ("How many legs does a spider have?", 0.32), and only the call's arguments tell them apart ("3" was said,
+    ``calculate("8/2")`` was not). Costs writing the call (~0.9 s here) on those requests. None = off."""
     tool_call_threshold_in_conversation: float | None = 0.5
     """A call also when P(call) read after the conversation reaches this: a follow-up ("and in Paris?") means
     nothing alone. Kept high: after a conversation P(call) of plain questions reached 0.29; None = off."""
@@ -392,6 +398,29 @@ class LlamaBackend(LLMBackend):
             return p_conv >= t_conv  # the older reading: after the conversation only
         return p_alone >= o.tool_call_threshold or (in_conversation and t_conv is not None and p_conv >= t_conv)
 
+    def _grounded_call(
+        self, tools: list[dict], stop: threading.Event | None, st: GenerationStats, t0: int, user_text: str
+    ) -> str | bool:
+        """An unsure decision: write the call unseen; return it when its arguments come from the request, else
+        take it back out of the KV cache and return False (the reply answers in words)."""
+        from ..tools.grounding import grounded
+
+        start = self.llm.n_tokens
+        text = "".join(self._tool_call(tools, stop, st, t0))
+        body = text[len(OPEN_CALL) :].removesuffix("</tool_call>").strip()
+        try:
+            call = json.loads(body)
+            ok = isinstance(call, dict) and isinstance(call.get("arguments"), dict)
+            ok = ok and grounded(call["arguments"], user_text)
+        except ValueError:
+            ok = False
+        log.debug("unsure call (P %.2f) %s: %s", self.last_call_probability, "kept" if ok else "dropped", body)
+        if ok:
+            return text
+        self.llm.n_tokens = start  # the answer is written after the prompt, not after the dropped call
+        st.decode_tokens = 0
+        return False
+
     def _tool_call(self, tools: list[dict], stop: threading.Event | None, st: GenerationStats, t0: int) -> Iterator[str]:
         """Write the call: the opening tag at once (the caller can start a filler), then the JSON (within the
         tools' grammar unless switched off)."""
@@ -505,6 +534,13 @@ class LlamaBackend(LLMBackend):
                     call = self._p_call(first) >= t
                 else:
                     call = self._wants_call(history, first, alone_logits)
+                    band = self.options.tool_call_band
+                    if not call and band is not None and self.last_call_probability >= band:
+                        call = self._grounded_call(tools, stop, st, t0, user_text)
+                        if isinstance(call, str):
+                            yield call
+                            st.finish_reason = "tool_call"
+                            return
                 if call:
                     yield from self._tool_call(tools, stop, st, t0)
                     st.finish_reason = "tool_call"

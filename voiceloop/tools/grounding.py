@@ -1,0 +1,88 @@
+"""Is a tool call grounded in what the user said?
+
+A small model, asked to write a call for a request that needs none, still writes one, but
+its arguments come from nowhere: "How many legs does a spider have?" → ``calculate("8/2")``,
+"Who wrote Romeo and Juliet?" → ``calculate("14 - 5")``. A call the user asked for takes its
+values from the request: "How many ounces in three pounds?" → ``convert_units(3, ...)``.
+So a call is grounded when every number in its arguments was said (in digits or words) and
+at least one argument was said (a number, or a word of a string argument). Values the model
+derives ("an hour and a half" → 90 minutes) fail the test: it is only asked where the model's
+own probability of calling is unsure (``LlamaOptions.tool_call_band``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+_UNITS = {
+    w: i
+    for i, w in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+        "sixteen seventeen eighteen nineteen".split()
+    )
+}
+_TENS = {w: 10 * i for i, w in enumerate("_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()) if i > 1}
+_SCALES = {"hundred": 100, "thousand": 1000, "million": 1_000_000}
+_DIGITS = re.compile(r"\d+(?:[.,]\d+)*")
+
+
+def spoken_numbers(text: str) -> set[float]:
+    """Every number in ``text``: digits ("1,000", "2.5") and number words ("twenty three", "a hundred")."""
+    out: set[float] = set()
+    for m in _DIGITS.finditer(text):
+        s = m.group()
+        try:
+            out.add(float(s.replace(",", "")))
+        except ValueError:
+            continue
+    words = re.findall(r"[a-z]+", text.lower().replace("-", " "))
+    total = current = 0
+    in_number = False
+    for w in [*words, ""]:
+        if w in _UNITS or w in _TENS:
+            current += _UNITS.get(w, 0) + _TENS.get(w, 0)
+            in_number = True
+        elif w in _SCALES and (in_number or w == "hundred"):
+            current = max(current, 1) * _SCALES[w]
+            if _SCALES[w] > 100:
+                total, current = total + current, 0
+            in_number = True
+        elif w == "and" and in_number:
+            continue  # "one hundred and five"
+        else:
+            if in_number:
+                out.add(float(total + current))
+            total = current = 0
+            in_number = False
+    return out
+
+
+def _values(v: Any) -> Iterable[Any]:
+    if isinstance(v, dict):
+        for x in v.values():
+            yield from _values(x)
+    elif isinstance(v, list):
+        for x in v:
+            yield from _values(x)
+    else:
+        yield v
+
+
+def grounded(arguments: dict[str, Any], text: str) -> bool:
+    """Every number in the call's arguments was said, and at least one argument was."""
+    said = spoken_numbers(text)
+    words = {w[:5] for w in re.findall(r"[a-z]{3,}", text.lower())}  # a crude stem: "lights" ~ "light"
+    anchored = False
+    for v in _values(arguments):
+        if isinstance(v, bool) or v is None:
+            continue
+        nums = [float(v)] if isinstance(v, int | float) else [float(x) for x in spoken_numbers(str(v))]
+        if any(n not in said for n in nums):
+            return False
+        if nums:
+            anchored = True
+        elif isinstance(v, str) and any(w[:5] in words for w in re.findall(r"[a-z]{3,}", v.lower())):
+            anchored = True
+    return anchored
