@@ -243,3 +243,5 @@ def test_copy_guard_bans_runs_and_a_forbidden_opening():
     empty = CopyGuard([])
     empty.ban_run([8, 3])
     assert empty.choose([8], z) == 5
+    empty.ban_token(3)  # e.g. a tool call's tag after a "no": anywhere in the reply
+    assert empty.choose([], z) == 5 and empty.choose([1, 2], z) == 5

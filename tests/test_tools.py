@@ -532,6 +532,7 @@ def test_a_call_is_grounded_only_in_values_the_user_said():
     assert grounded({"value": 3, "from_unit": "pounds", "to_unit": "ounces"}, "How many ounces in three pounds?")
     assert grounded({"value": 72, "from_unit": "fahrenheit", "to_unit": "celsius"}, "What is 72 degrees in Celsius?")
     assert grounded({"place": "Sydney"}, "Is it night in Sydney at the moment?")
+    assert grounded({"minutes": 0, "seconds": 30}, "Can you time 30 seconds for me?")  # 0: an unused field
     # Values from nowhere: dropped.
     assert not grounded({"expression": "8/2"}, "How many legs does a spider have?")
     assert not grounded({"expression": "14 - 5"}, "Who wrote Romeo and Juliet?")

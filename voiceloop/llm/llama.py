@@ -151,6 +151,7 @@ class LlamaBackend(LLMBackend):
         self._call_ids = sorted(
             {self.llm.tokenize(t.encode(), add_bos=False, special=True)[0] for t in ("{", '{"', " {", "<", "<tool_call>")}
         )
+        self._tag_id = self.llm.tokenize(OPEN_CALL.strip().encode(), add_bos=False, special=True)[0]
         self._label_ids = self.llm.tokenize(RECAP_CALL.split(":")[0].encode(), add_bos=False, special=False)
         self._punct_ids = sorted({self.llm.tokenize(e.encode(), add_bos=False, special=False)[0] for e in ".?!"})
         import llama_cpp
@@ -400,9 +401,9 @@ class LlamaBackend(LLMBackend):
 
     def _grounded_call(
         self, tools: list[dict], stop: threading.Event | None, st: GenerationStats, t0: int, user_text: str
-    ) -> str | bool:
+    ) -> str | None:
         """An unsure decision: write the call unseen; return it when its arguments come from the request, else
-        take it back out of the KV cache and return False (the reply answers in words)."""
+        take it back out of the KV cache and return None (the reply answers in words)."""
         from ..tools.grounding import grounded
 
         start = self.llm.n_tokens
@@ -419,7 +420,7 @@ class LlamaBackend(LLMBackend):
             return text
         self.llm.n_tokens = start  # the answer is written after the prompt, not after the dropped call
         st.decode_tokens = 0
-        return False
+        return None
 
     def _tool_call(self, tools: list[dict], stop: threading.Event | None, st: GenerationStats, t0: int) -> Iterator[str]:
         """Write the call: the opening tag at once (the caller can start a filler), then the JSON (within the
@@ -535,10 +536,11 @@ class LlamaBackend(LLMBackend):
                 else:
                     call = self._wants_call(history, first, alone_logits)
                     band = self.options.tool_call_band
-                    if not call and band is not None and self.last_call_probability >= band:
-                        call = self._grounded_call(tools, stop, st, t0, user_text)
-                        if isinstance(call, str):
-                            yield call
+                    p = self.last_call_probability
+                    if not call and band is not None and p is not None and p >= band:
+                        kept = self._grounded_call(tools, stop, st, t0, user_text)
+                        if kept is not None:
+                            yield kept
                             st.finish_reason = "tool_call"
                             return
                 if call:
@@ -556,6 +558,9 @@ class LlamaBackend(LLMBackend):
                     if self.decoder.guard is None:
                         self.decoder.guard = CopyGuard([])
                     self.decoder.guard.ban_run(self._label_ids)
+                    # Nor open one later: seen after a dropped unsure call, "\n<tool_call>…" cut off by the token
+                    # limit, so the user heard only the filler.
+                    self.decoder.guard.ban_token(self._tag_id)
             gen = self.decoder.generate(
                 tokens, max_tokens=max_tokens, stop=stop, stats=st, first_logits=first, reused=reused
             )

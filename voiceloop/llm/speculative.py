@@ -328,6 +328,10 @@ class CopyGuard:
         if len(run) >= 2:
             self._tables.append((len(run), {tuple(run[:-1]): {run[-1]}}))
 
+    def ban_token(self, token: int) -> None:
+        """Never write this token anywhere in the reply (e.g. a tool call's tag after the decision said no)."""
+        self._tables.append((1, {(): {token}}))
+
     def banned(self, reply: list[int]) -> set[int]:
         out: set[int] = set()
         for size, table in self._tables:

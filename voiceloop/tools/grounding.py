@@ -4,10 +4,11 @@ A small model, asked to write a call for a request that needs none, still writes
 its arguments come from nowhere: "How many legs does a spider have?" → ``calculate("8/2")``,
 "Who wrote Romeo and Juliet?" → ``calculate("14 - 5")``. A call the user asked for takes its
 values from the request: "How many ounces in three pounds?" → ``convert_units(3, ...)``.
-So a call is grounded when every number in its arguments was said (in digits or words) and
-at least one argument was said (a number, or a word of a string argument). Values the model
-derives ("an hour and a half" → 90 minutes) fail the test: it is only asked where the model's
-own probability of calling is unsure (``LlamaOptions.tool_call_band``).
+So a call is grounded when every number in its arguments was said (in digits or words; a zero
+is an unused field, not a value) and at least one argument was said (a number, or a word of a
+string argument). Values the model derives ("an hour and a half" → 90 minutes) fail the test:
+it is only asked where the model's own probability of calling is unsure
+(``LlamaOptions.tool_call_band``).
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ def grounded(arguments: dict[str, Any], text: str) -> bool:
         if isinstance(v, bool) or v is None:
             continue
         nums = [float(v)] if isinstance(v, int | float) else [float(x) for x in spoken_numbers(str(v))]
+        nums = [n for n in nums if n != 0]  # an unused field ("minutes": 0 in a 30-second timer) says nothing
         if any(n not in said for n in nums):
             return False
         if nums:
