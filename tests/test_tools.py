@@ -160,6 +160,8 @@ def test_calculator_is_arithmetic_only():
 def test_units_and_time_zones():
     assert convert(60, "miles", "km") == pytest.approx(96.56064)
     assert convert(72, "fahrenheit", "celsius") == pytest.approx(22.2222, abs=1e-3)
+    assert convert(5, "kilogrammes", "pounds") == pytest.approx(11.0231, abs=1e-3)  # British spelling, as Whisper writes it
+    assert convert(500, "mg", "g") == pytest.approx(0.5)
     with pytest.raises(ValueError, match="cannot convert"):
         convert(1, "kg", "km")
     assert str(resolve_zone("Tokyo")) == "Asia/Tokyo" and str(resolve_zone("new york")) == "America/New_York"
