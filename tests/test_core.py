@@ -148,6 +148,8 @@ def test_strip_restart_cuts_repeated_utterance():
     assert strip_restart("Can you turn on the hallway light? Can") == "Can you turn on the hallway light?"
     assert strip_restart("Yes. Yes.") == "Yes. Yes."
     assert strip_restart("4 queen of clothes 4 queen of") == "4 queen of clothes"
+    # ... cut inside a word (seen on an espeak-ng voice)
+    assert strip_restart("who painted the Mona Lisa who painted the Mon") == "who painted the Mona Lisa"
     keep = "ask not what your country can do for you, ask what you can do for your country"
     assert strip_restart(keep) == keep
     assert strip_restart("no no") == "no no"

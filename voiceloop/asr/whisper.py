@@ -75,7 +75,9 @@ def strip_restart(text: str) -> str:
     norm = [norm_word(w) for w in words]
     for i in range(1, len(words)):
         tail = norm[i:]
-        if len(tail) >= 2 and tail == norm[: len(tail)] and norm[i] == norm[0]:
+        # The restart may stop inside a word ("who painted the Mona Lisa who painted the Mon").
+        head = norm[: len(tail)]
+        if len(tail) >= 2 and tail[:-1] == head[:-1] and head[-1].startswith(tail[-1]) and norm[i] == norm[0]:
             return " ".join(words[:i])
         # A lone word after the sentence's end that starts it over ("What's the time in London? What").
         if len(tail) == 1 and i >= 3 and words[i - 1].endswith((".", "?", "!")) and norm[0].startswith(norm[i]):
