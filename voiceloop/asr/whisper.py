@@ -121,11 +121,10 @@ class WhisperASR:
     def __init__(self, options: WhisperOptions | None = None) -> None:
         self.options = options or WhisperOptions()
         path = self.options.model
-        if path is None or not Path(path).exists():
-            from ..models.registry import catalog, model_path
+        from ..models.registry import catalog, model_path
 
-            if path is None or path in catalog():
-                path = str(model_path(path or "whisper-tiny.en"))
+        if path is None or (not Path(path).exists() and path in catalog()):
+            path = str(model_path(path or "whisper-tiny.en"))
         p = Path(path)
         if not (p / "model.bin").is_file():
             raise ModelNotFoundError(

@@ -17,14 +17,11 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-_UNITS = {
-    w: i
-    for i, w in enumerate(
-        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
-        "sixteen seventeen eighteen nineteen".split()
-    )
-}
-_TENS = {w: 10 * i for i, w in enumerate("_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()) if i > 1}
+from ..tts.speech_text import ONES, TENS
+
+# Number words read the way speech_text writes them (one vocabulary for both directions).
+_UNITS = {w: i for i, w in enumerate(ONES)}
+_TENS = {w: 10 * i for i, w in enumerate(TENS) if i > 1}
 _SCALES = {"hundred": 100, "thousand": 1000, "million": 1_000_000}
 _DIGITS = re.compile(r"\d+(?:[.,]\d+)*")
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import re
 
-_ONES = (
+ONES = (
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
     "seventeen eighteen nineteen"
 ).split()
-_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
 _SCALES = ((10**12, "trillion"), (10**9, "billion"), (10**6, "million"), (1000, "thousand"))
 _ORD_IRREGULAR = {
     "one": "first",
@@ -36,13 +36,13 @@ def cardinal(n: int) -> str:
     if n < 0:
         return "minus " + cardinal(-n)
     if n < 20:
-        return _ONES[n]
+        return ONES[n]
     if n < 100:
         tens, ones = divmod(n, 10)
-        return _TENS[tens] + (f"-{_ONES[ones]}" if ones else "")
+        return TENS[tens] + (f"-{ONES[ones]}" if ones else "")
     if n < 1000:
         hundreds, rest = divmod(n, 100)
-        return f"{_ONES[hundreds]} hundred" + (f" {cardinal(rest)}" if rest else "")
+        return f"{ONES[hundreds]} hundred" + (f" {cardinal(rest)}" if rest else "")
     for value, name in _SCALES:
         if n >= value:
             high, rest = divmod(n, value)
@@ -69,14 +69,14 @@ def year(n: int) -> str:
     high, low = divmod(n, 100)
     if low == 0:
         return f"{cardinal(high)} hundred"
-    return f"{cardinal(high)} {'oh ' + _ONES[low] if low < 10 else cardinal(low)}"
+    return f"{cardinal(high)} {'oh ' + ONES[low] if low < 10 else cardinal(low)}"
 
 
 def _decimal(text: str) -> str:
     whole, _, frac = text.replace(",", "").partition(".")
     out = cardinal(int(whole or 0))
     if frac:
-        out += " point " + " ".join(_ONES[int(d)] for d in frac)
+        out += " point " + " ".join(ONES[int(d)] for d in frac)
     return out
 
 
@@ -172,7 +172,7 @@ def _time(m: re.Match) -> str:
     if mins == 0:
         words = f"{cardinal(h)}" + (" o'clock" if not ampm and h <= 12 else (" hundred" if not ampm else ""))
     elif mins < 10:
-        words = f"{cardinal(h)} oh {_ONES[mins]}"
+        words = f"{cardinal(h)} oh {ONES[mins]}"
     else:
         words = f"{cardinal(h)} {cardinal(mins)}"
     # "AM." at a sentence end: the period was part of the match, keep the sentence end.
