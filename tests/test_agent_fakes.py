@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from voiceloop import AgentOptions, Engines, LLMBackend, PiperTTS, VoiceAgent, WhisperASR
+from voiceloop.asr.second_opinion import SecondOpinionASR, SecondOpinionOptions
 from voiceloop.asr.whisper import Transcript as AsrResult
 from voiceloop.audio.files import read_audio_16k
 from voiceloop.core.clock import MonotonicClock
@@ -126,3 +127,65 @@ async def test_a_turn_ends_on_silence_when_the_llm_is_too_busy_to_score_it(data_
     assert (first.marks["turn_end"] - first.marks["speech_end"]) / 1e6 >= 1400
     assert not metrics[1].extra.get("continued_after_cut_in")
     engines.close()
+
+
+class ScoredASR(FakeASR):
+    """A fast model with a fixed confidence, or the strong model with its own text; counts its passes."""
+
+    def __init__(self, text: str, confidence: float) -> None:
+        super().__init__(split_s=0.0)
+        self.text, self.confidence, self.passes = text, confidence, 0
+
+    def transcribe(self, audio, *, window_frames=None):
+        self.passes += 1
+        return AsrResult(self.text, audio.shape[0] / 16000, 700, 1.0, avg_logprob=self.confidence)
+
+
+@pytest.mark.parametrize("confidence", [-1.2, -0.1])
+async def test_an_unsure_turn_is_reheard_by_the_stronger_model(data_dir, confidence):
+    speech = read_audio_16k(data_dir / "voice2json_would_you_please_turn_on_living_room_lamp.wav")
+    audio = np.concatenate([speech, np.zeros(3 * 16000, np.float32)])
+    fast = ScoredASR("Would you please turn on the ramp?", confidence)
+    strong = ScoredASR("Would you please turn on the lamp?", -0.2)
+    asr = SecondOpinionASR(fast, strong, SecondOpinionOptions(threshold=-0.45))
+    llm = FakeLLM()
+    engines = Engines(asr=asr, llm=llm, tts=FakeTTS())
+    clock = MonotonicClock()
+    agent = VoiceAgent(engines=engines, options=AgentOptions(prefill=False), clock=clock)
+    records = [e.record for e in [ev async for ev in agent.process(_frames(audio, clock))] if isinstance(e, TurnMetrics)]
+    assert len(records) == 1
+    rec = records[0]
+    if confidence < -0.45:
+        # The stronger model heard the final utterance once; its text is the turn's, and the record says why.
+        assert strong.passes == 1
+        assert rec.transcript == "Would you please turn on the lamp?" == llm.calls[-1]
+        assert rec.extra["asr_second_opinion"] == {
+            "first": "Would you please turn on the ramp?",
+            "first_confidence": -1.2,
+            "second": "Would you please turn on the lamp?",
+            "second_confidence": -0.2,
+            "kept": "second",
+        }
+        assert rec.marks["asr_second_start"] <= rec.marks["transcript_ready"]
+    else:
+        assert strong.passes == 0 and "asr_second_opinion" not in rec.extra
+        assert rec.transcript == "Would you please turn on the ramp?"
+    engines.close()
+
+
+@pytest.mark.parametrize(
+    ("second", "second_confidence", "kept"),
+    [("", -0.1, "first"), ("lights off in the office", -0.75, "first"), ("lights off in the office", -0.7, "second")],
+)
+def test_second_opinion_keeps_the_stronger_text_only_when_it_is_surer(second, second_confidence, kept):
+    fast, strong = ScoredASR("Life's off in the office", -0.8), ScoredASR(second, second_confidence)
+    asr = SecondOpinionASR(fast, strong, SecondOpinionOptions(threshold=-0.35, margin=0.1))
+    first = asr.transcribe(np.zeros(16000, np.float32))
+    assert asr.wants_second_opinion(first)
+    out = asr.second_opinion(np.zeros(16000, np.float32), first)
+    assert out.second_opinion["kept"] == kept
+    assert out.text == (second if kept == "second" else "Life's off in the office")
+    # Asked once per turn: a transcript that already has a second opinion is not re-heard again.
+    assert not asr.wants_second_opinion(out)
+    # Nothing heard is not "unsure": no second pass for silence.
+    assert not asr.wants_second_opinion(AsrResult("", 1.0, 700, 1.0, avg_logprob=-3.0))

@@ -170,3 +170,24 @@ def test_whisper_base_is_assembled_into_a_directory_and_transcribes(tmp_path):
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert wer(["what time is it"], [r.stdout.strip()]) == 0, r.stdout
+
+
+def test_unsure_turns_get_a_second_opinion_from_whisper_base(engines, data_dir):
+    from voiceloop.asr.second_opinion import SecondOpinionASR
+    from voiceloop.audio.files import read_audio_16k
+    from voiceloop.profile.runner import BUNDLED_SAMPLE
+
+    # With Whisper base installed (the models extra) the default engines pair it with tiny.en.
+    asr = engines.asr
+    assert isinstance(asr, SecondOpinionASR) and asr.strong.model_path.name == "whisper-base"
+    clear = asr.transcribe(read_audio_16k(BUNDLED_SAMPLE))
+    assert -1.0 < clear.avg_logprob < 0 and not asr.wants_second_opinion(clear), clear
+    # The same words buried in loud noise: tiny.en is unsure, and base re-hears the utterance.
+    speech = read_audio_16k(data_dir / "voice2json_would_you_please_turn_on_living_room_lamp.wav")
+    noisy = (speech + np.random.default_rng(0).normal(0, 0.08, speech.shape)).astype(np.float32)
+    first = asr.transcribe(noisy)
+    assert first.avg_logprob < clear.avg_logprob
+    second = asr.second_opinion(noisy, first)
+    opinion = second.second_opinion
+    assert opinion["first"] == first.text and opinion["second"] and second.elapsed_ms > first.elapsed_ms
+    assert second.text == (opinion["second"] if opinion["kept"] == "second" else first.text)

@@ -13,6 +13,8 @@ EXPECTED = {
     "WhisperASR", "WhisperOptions", "__version__",
     # end-of-turn and tools
     "Announcement", "CalibratedEndpointing", "EndOfTurnEvidence", "Timers", "Tool", "ToolOptions", "tool",
+    # speech recognition behind an interface, with a second opinion for unsure turns
+    "ASR", "SecondOpinionASR", "SecondOpinionOptions",
 }  # fmt: skip
 
 

@@ -10,6 +10,8 @@ import os as _os
 _os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from ._version import __version__
+from .asr.base import ASR
+from .asr.second_opinion import SecondOpinionASR, SecondOpinionOptions
 from .asr.streaming import StablePrefixTracker
 from .asr.whisper import WhisperASR, WhisperOptions
 from .audio.vad import SileroVAD, VADOptions
@@ -42,6 +44,7 @@ from .tts.piper import PiperOptions, PiperTTS
 from .turn import AdaptiveEndpointing, CalibratedEndpointing, EndOfTurnEvidence, EndpointingPolicy, FixedSilence
 
 __all__ = [
+    "ASR",
     "AdaptiveEndpointing",
     "AgentOptions",
     "Announcement",
@@ -77,6 +80,8 @@ __all__ = [
     "PiperTTS",
     "ReplyAudio",
     "ReplyText",
+    "SecondOpinionASR",
+    "SecondOpinionOptions",
     "SileroVAD",
     "SpeechPaused",
     "SpeechStarted",

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..core.machine import whisper_threads
 from ..errors import ModelNotFoundError
+from .base import ASR
 from .streaming import norm_word
 
 log = logging.getLogger("voiceloop.asr")
@@ -63,6 +64,11 @@ class Transcript:
     window_frames: int
     elapsed_ms: float
     fell_back: bool = False
+    avg_logprob: float = 0.0
+    """The decoder's mean log-probability per token (length-normalised): how sure the model was."""
+    second_opinion: dict | None = None
+    """Set when a stronger model re-heard the utterance because this one was unsure (``SecondOpinionASR``):
+    both texts, their confidences and which one was kept."""
 
 
 def strip_restart(text: str) -> str:
@@ -115,7 +121,7 @@ def _looks_looped(text: str, hit_budget: bool) -> bool:
     return False
 
 
-class WhisperASR:
+class WhisperASR(ASR):
     """Loads once; ``transcribe()`` is thread-safe (one decode at a time)."""
 
     def __init__(self, options: WhisperOptions | None = None) -> None:
@@ -164,12 +170,12 @@ class WhisperASR:
         audio = audio[: 30 * SAMPLE_RATE].astype(np.float32, copy=False)
         frames = window_frames or self.window_frames_for(audio.shape[0])
         with self._lock:
-            text, hit = self._decode(audio, frames)
+            text, hit, score = self._decode(audio, frames)
             fell_back = False
             # A looped decode, or nothing at all where VAD heard speech: the 30 s window decides.
             if frames < FULL_WINDOW_FRAMES and (not text or _looks_looped(text, hit)):
                 log.debug("short window looped (%d frames): %r; retrying on 30 s", frames, text)
-                text, _ = self._decode(audio, FULL_WINDOW_FRAMES)
+                text, _, score = self._decode(audio, FULL_WINDOW_FRAMES)
                 fell_back = True
                 frames = FULL_WINDOW_FRAMES
         return Transcript(
@@ -178,13 +184,14 @@ class WhisperASR:
             window_frames=frames,
             elapsed_ms=(time.perf_counter_ns() - t0) / 1e6,
             fell_back=fell_back,
+            avg_logprob=score,
         )
 
-    def _decode(self, audio: np.ndarray, frames: int) -> tuple[str, bool]:
+    def _decode(self, audio: np.ndarray, frames: int) -> tuple[str, bool, float]:
         from faster_whisper.transcribe import get_ctranslate2_storage
 
         if audio.shape[0] < SAMPLE_RATE // 10:
-            return "", False
+            return "", False, 0.0
         feats = self.model.feature_extractor(audio)[..., :-1]
         feats = feats[:, :frames]
         if feats.shape[1] < frames:
@@ -199,12 +206,14 @@ class WhisperASR:
             suppress_blank=True,
             suppress_tokens=[-1],
             return_no_speech_prob=True,
+            return_scores=True,
         )[0]
         tokens = [t for t in res.sequences_ids[0] if t < self._tokenizer.eot]
         if res.no_speech_prob > 0.9 and not tokens:
-            return "", False
+            return "", False, 0.0
         text = strip_repeats(strip_restart(self._tokenizer.decode(tokens).strip()))
-        return text, len(res.sequences_ids[0]) >= budget
+        # CTranslate2's score is the sum of log-probabilities over the length (length_penalty=1).
+        return text, len(res.sequences_ids[0]) >= budget, float(res.scores[0])
 
     # -- conventional path -----------------------------------------------------------
     def transcribe_full(self, audio: np.ndarray) -> Transcript:

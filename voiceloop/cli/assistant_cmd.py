@@ -7,6 +7,7 @@ import asyncio
 import signal
 import sys
 
+from .asr_args import add_asr_args, second_opinion, whisper_options
 from .llm_args import add_llm_args, llama_options
 from .tool_args import add_tool_args, tool_factory
 from .turn_args import add_turn_args, endpointing, turn_audio
@@ -20,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output-device", help="output device index or name")
     p.add_argument("--headphones", action="store_true", help="full duplex: no echo gate (only with headphones or AEC)")
     p.add_argument("--strategy", choices=["speculative", "sequential"], default="speculative")
-    p.add_argument("--whisper", help="a CTranslate2 Whisper model directory, or a catalog name (whisper-base)")
+    add_asr_args(p)
     add_llm_args(p)
     add_turn_args(p)
     add_tool_args(p, default_on=True)
@@ -58,7 +59,6 @@ class StatusLine:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..asr.whisper import WhisperOptions
     from ..io.local_audio import _default_rate, sounddevice
     from ..pipeline.engines import Engines
     from ..tts.piper import PiperOptions
@@ -68,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     _default_rate(sd, _dev(args.output_device), "output")
     print("loading models ...", file=sys.stderr)
     engines = Engines.load(
-        whisper=WhisperOptions(model=args.whisper),
+        whisper=whisper_options(args),
+        second_opinion=second_opinion(args),
         llama=llama_options(args),
         piper=PiperOptions(model=args.voice),
         turn_audio=turn_audio(args),

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..metrics.budget import Budgets
+from .asr_args import add_asr_args, second_opinion, whisper_options
 from .llm_args import add_llm_args, llama_options
 from .tool_args import add_tool_args, tool_factory
 from .turn_args import add_turn_args, endpointing, turn_audio
@@ -25,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--separate", action="store_true", help="each input is its own conversation")
     p.add_argument("--reference", type=Path, help="manifest.tsv or JSON {file: transcript} for WER")
     p.add_argument("--budgets", default="", help='override budgets, e.g. "asr=80,v2v=300"')
-    p.add_argument("--whisper", help="a CTranslate2 Whisper model directory, or a catalog name (whisper-base)")
+    add_asr_args(p)
     add_llm_args(p)
     add_turn_args(p)
     add_tool_args(p, default_on=False)
@@ -39,7 +40,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..asr.whisper import WhisperOptions
     from ..pipeline.engines import Engines
     from ..profile.runner import (
         BUNDLED_SAMPLE,
@@ -66,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
 
         remote = RemoteBackend(RemoteOptions(url=args.llm_url, api=args.llm_api, model=args.llm_model))
     engines = Engines.load(
-        whisper=WhisperOptions(model=args.whisper),
+        whisper=whisper_options(args),
+        second_opinion=second_opinion(args),
         llama=llama_options(args),
         piper=PiperOptions(model=args.voice),
         llm=remote,

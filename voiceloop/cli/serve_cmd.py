@@ -7,6 +7,7 @@ import asyncio
 import os
 import sys
 
+from .asr_args import add_asr_args, second_opinion, whisper_options
 from .llm_args import add_llm_args, llama_options, resolve_model
 from .tool_args import add_tool_args, tool_factory
 from .turn_args import add_turn_args, endpointing, turn_audio
@@ -20,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-sessions", type=int, default=4)
     p.add_argument("--idle-timeout", type=float, default=60.0, help="close a connection silent for this many seconds")
     p.add_argument("--allow-origin", action="append", default=[], help="extra browser Origin to accept (repeatable)")
-    p.add_argument("--whisper", help="a CTranslate2 Whisper model directory, or a catalog name (whisper-base)")
+    add_asr_args(p)
     add_llm_args(p)
     p.add_argument(
         "--offer-llm",
@@ -38,7 +39,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from ..asr.whisper import WhisperOptions
     from ..io.websocket_server import BridgeOptions, BridgeServer, is_loopback
     from ..llm.llama import LlamaBackend
     from ..pipeline.agent import AgentOptions
@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"refusing to listen on non-loopback address {args.host!r} without --token")
     print("loading models ...", file=sys.stderr)
     engines = Engines.load(
-        whisper=WhisperOptions(model=args.whisper),
+        whisper=whisper_options(args),
+        second_opinion=second_opinion(args),
         llama=llama_options(args),
         piper=PiperOptions(model=args.voice),
         turn_audio=turn_audio(args),

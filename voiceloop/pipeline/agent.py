@@ -548,6 +548,8 @@ class VoiceAgent(Stage[AudioFrame, Event]):
         rec.asr_window_frames = job.window_frames
         rec.tools = list(job.tool_records)
         rec.extra["final_asr_from_streaming_pass"] = job.early_asr_used
+        if job.second_opinion is not None:
+            rec.extra["asr_second_opinion"] = job.second_opinion
         s = job.stats
         rec.llm = {
             "prompt_tokens": s.prompt_tokens,

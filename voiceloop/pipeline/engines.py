@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..asr.base import ASR
+from ..asr.second_opinion import SecondOpinionASR, SecondOpinionOptions
 from ..asr.whisper import WhisperASR, WhisperOptions
 from ..audio.vad import silero_v6_path
 from ..llm.backend import LLMBackend
@@ -29,7 +31,7 @@ class Engines:
     must never decode for two sessions at once).
     """
 
-    asr: WhisperASR
+    asr: ASR
     llm: LLMBackend
     tts: PiperTTS
     vad_model: Path = field(default_factory=silero_v6_path)
@@ -52,10 +54,16 @@ class Engines:
         piper: PiperOptions | None = None,
         llm: LLMBackend | None = None,
         turn_audio: bool | None = None,
+        second_opinion: SecondOpinionOptions | bool | None = None,
     ) -> Engines:
         """Load the engines; ``llm`` replaces the local llama.cpp backend (e.g. a RemoteBackend);
-        ``turn_audio`` adds smart-turn to the end-of-turn evidence (the ``turn`` extra): None = if installed."""
-        asr = WhisperASR(whisper)
+        ``turn_audio`` adds smart-turn to the end-of-turn evidence (the ``turn`` extra): None = if installed;
+        ``second_opinion`` re-hears unsure turns with a stronger Whisper (``SecondOpinionASR``): None = with
+        Whisper base if it is installed and the main model is the default tiny.en, False = never."""
+        asr: ASR = WhisperASR(whisper)
+        so = _second_opinion(whisper, second_opinion)
+        if so is not None:
+            asr = SecondOpinionASR(asr, WhisperASR(WhisperOptions(model=so.model)), so)
         llm = llm or LlamaBackend(llama)
         tts = PiperTTS(piper)
         smart = None
@@ -87,9 +95,11 @@ class Engines:
         return other
 
     def describe(self) -> dict[str, str]:
+        strong = getattr(self.asr, "strong", None)
         return {
             "vad": str(self.vad_model),
             "asr": str(getattr(self.asr, "model_path", "?")),
+            "asr_second_opinion": str(strong.model_path) if strong is not None else "none",
             "llm": str(getattr(self.llm, "model_path", "?")),
             "tts": str(getattr(self.tts, "model_path", "?")),
             "turn_audio": str(self.turn_audio.model_path) if self.turn_audio is not None else "none",
@@ -114,3 +124,22 @@ class Engines:
     def close(self) -> None:
         for ex in (self.vad_executor, self.asr_executor, self.llm_executor, self.tts_executor, self.turn_executor):
             ex.shutdown(wait=False, cancel_futures=True)
+
+
+def _second_opinion(
+    whisper: WhisperOptions | None, choice: SecondOpinionOptions | bool | None
+) -> SecondOpinionOptions | None:
+    if choice is False:
+        return None
+    if isinstance(choice, SecondOpinionOptions):
+        return choice
+    if choice is None and whisper is not None and whisper.model not in (None, "whisper-tiny.en"):
+        return None  # the user chose the main model; a second one is only added to the default
+    from ..models.registry import ModelStatus, model_status
+
+    opts = SecondOpinionOptions()
+    # Chunk packages present (assembled on first use) count as installed.
+    if choice is None and model_status(opts.model) is ModelStatus.MISSING:
+        log.info("no second opinion for unsure turns: %s is not installed (pip install 'voiceloop[models]')", opts.model)
+        return None
+    return opts

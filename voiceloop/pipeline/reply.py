@@ -87,6 +87,8 @@ class ReplyJob:
         self._audio = audio
         self._early_asr = early_asr
         self.early_asr_used = False
+        self.second_opinion: dict | None = None
+        """When the ASR's stronger model re-heard the turn: the fast model's confidence and text."""
         self.on_emit: Callable[[Event], Awaitable[None]] = agent._emit
         self.task = asyncio.create_task(self._run(), name=f"reply-{turn_id}")
 
@@ -138,6 +140,10 @@ class ReplyJob:
                     self.marks["asr_start"] = self._now()
                     fn = eng.asr.transcribe if self.asr_mode == "sized" else eng.asr.transcribe_full
                     result = await loop.run_in_executor(eng.asr_executor, fn, self._audio)
+                if eng.asr.wants_second_opinion(result):
+                    self.marks["asr_second_start"] = self._now()
+                    result = await loop.run_in_executor(eng.asr_executor, eng.asr.second_opinion, self._audio, result)
+                    self.second_opinion = result.second_opinion
                 self.marks["transcript_ready"] = self._now()
                 self.transcript = result.text
                 self.window_frames = result.window_frames

@@ -26,6 +26,7 @@ from pipecat.services.settings import STTSettings
 from pipecat.services.stt_service import SegmentedSTTService
 from pipecat.utils.time import time_now_iso8601
 
+from ...asr.base import ASR
 from ...asr.whisper import WhisperASR, strip_restart
 from ...audio.resample import resample
 from ._worker import WorkerThread
@@ -41,7 +42,7 @@ class VoiceloopSTTService(SegmentedSTTService):
     def __init__(
         self,
         *,
-        asr: WhisperASR | None = None,
+        asr: ASR | None = None,
         interim_every_ms: int = 300,
         trailing_silence_secs: float = 0.0,
         **kwargs,
@@ -67,11 +68,18 @@ class VoiceloopSTTService(SegmentedSTTService):
         audio = np.frombuffer(pcm, dtype=np.int16).astype(np.float32) / 32768.0
         return audio if self.sample_rate == ASR_RATE else resample(audio, self.sample_rate, ASR_RATE)
 
-    async def _transcribe(self, pcm: bytes) -> str:
+    async def _transcribe(self, pcm: bytes, *, final: bool = False) -> str:
         loop = asyncio.get_running_loop()
-        # Conversion and resampling happen in the worker too: nothing but hand-offs on the event loop.
-        result = await loop.run_in_executor(self._vl_worker.get(), lambda: self.asr.transcribe(self._to_asr(pcm)))
-        return strip_restart(result.text)
+
+        def work() -> str:
+            # Conversion and resampling happen in the worker too: nothing but hand-offs on the event loop.
+            audio = self._to_asr(pcm)
+            result = self.asr.transcribe(audio)
+            if final and self.asr.wants_second_opinion(result):
+                result = self.asr.second_opinion(audio, result)
+            return result.text
+
+        return strip_restart(await loop.run_in_executor(self._vl_worker.get(), work))
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         if isinstance(frame, VADUserStartedSpeakingFrame):
@@ -100,7 +108,7 @@ class VoiceloopSTTService(SegmentedSTTService):
             await self.cancel_task(self._interim_task)  # its text is stale now
         t0 = time.perf_counter_ns()
         await self.start_processing_metrics()
-        text = await self._transcribe(audio)
+        text = await self._transcribe(audio, final=True)
         await self.stop_processing_metrics()
         self.last_final_ms = (time.perf_counter_ns() - t0) / 1e6
         if text:

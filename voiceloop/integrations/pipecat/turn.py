@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from pipecat.audio.turn.smart_turn.base_smart_turn import BaseSmartTurn
 
-from ...asr.whisper import WhisperASR
+from ...asr.base import ASR
 from ...llm.backend import LLMBackend
 from ...llm.prompt import Message
 from ...turn.base import EndOfTurnEvidence
@@ -36,7 +36,7 @@ class VoiceloopTurnAnalyzer(BaseSmartTurn):
     def __init__(
         self,
         *,
-        asr: WhisperASR,
+        asr: ASR,
         llm: LLMBackend,
         smart_turn: Any | None = None,
         policy: CalibratedEndpointing | None = None,
