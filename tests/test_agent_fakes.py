@@ -189,3 +189,36 @@ def test_second_opinion_keeps_the_stronger_text_only_when_it_is_surer(second, se
     assert not asr.wants_second_opinion(out)
     # Nothing heard is not "unsure": no second pass for silence.
     assert not asr.wants_second_opinion(AsrResult("", 1.0, 700, 1.0, avg_logprob=-3.0))
+
+
+class LateFirstTokenLLM(FakeLLM):
+    """Reads the end-of-turn signals with its prompt, then takes 1.2 s to its first token (as when an unsure
+    tool call is written unseen before it is kept or dropped)."""
+
+    def turn_signals(self, history, user_text):
+        return {"eom": 0.95, "punct": 0.9}
+
+    def stream(self, history, user_text, *, stop=None, max_tokens=64, stats=None):
+        if stats is not None and stats.on_prompt is not None:
+            stats.on_prompt()
+        end = time.monotonic() + 1.2
+        while time.monotonic() < end and not (stop is not None and stop.is_set()):
+            time.sleep(0.01)
+        yield from super().stream(history, user_text, stop=stop, max_tokens=max_tokens, stats=stats)
+
+
+async def test_the_turn_end_does_not_wait_for_a_late_first_token(data_dir):
+    speech = read_audio_16k(data_dir / "voice2json_would_you_please_turn_on_living_room_lamp.wav")
+    audio = np.concatenate([speech, np.zeros(4 * 16000, np.float32)])
+    engines = Engines(asr=FakeASR(split_s=0.0), llm=LateFirstTokenLLM(), tts=FakeTTS())
+    clock = MonotonicClock()
+    agent = VoiceAgent(engines=engines, options=AgentOptions(prefill=False), clock=clock)
+    records = [e.record for e in [ev async for ev in agent.process(_frames(audio, clock))] if isinstance(e, TurnMetrics)]
+    assert len(records) == 1
+    rec = records[0]
+    # Scored when the prompt was evaluated: the turn ended on the policy's silence, not 1.2 s later (or at the
+    # 1.5 s silence an unscored turn waits).
+    assert rec.extra["release"]["signals"]["text_eom"] == 0.95
+    assert (rec.marks["turn_end"] - rec.marks["speech_end"]) / 1e6 < 1000
+    assert rec.marks["first_token"] > rec.marks["turn_end"]
+    engines.close()

@@ -46,7 +46,11 @@ def test_llm_reuses_kv_cache_and_stops_within_a_token(engines):
     assert "User:" not in reply
     history = [Message("user", "What is the capital of France?"), Message("assistant", reply)]
     s2 = GenerationStats()
+    # The end-of-turn signals are readable once the prompt is evaluated, before the first token.
+    seen: list[object] = []
+    s2.on_prompt = lambda: seen.append(llm.turn_signals(history, "And of Italy?"))
     "".join(llm.stream(history, "And of Italy?", stats=s2, max_tokens=32))
+    assert len(seen) == 1 and seen[0] and 0 <= seen[0]["eom"] <= 1
     # Only the new turn is evaluated; the preamble and the first turn come from the KV cache.
     assert s2.reused_tokens >= s1.prompt_tokens
     assert s2.evaluated_tokens < 20

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from .prompt import Message
@@ -30,6 +30,9 @@ class GenerationStats:
     accepted_tokens: int = 0
     cancelled: bool = False
     finish_reason: str = ""
+    on_prompt: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+    """Called on the LLM's thread once the prompt is evaluated: from then on ``turn_signals`` can be read, even
+    when the first token comes much later (a tool call written unseen before it is kept)."""
 
     @property
     def tok_s(self) -> float:

@@ -525,6 +525,8 @@ class LlamaBackend(LLMBackend):
                 first, alone_logits = self._eval_marked(ids, tail, len(ids), marks, signals, alone)
                 self._store_signals(key, signals)
                 st.prompt_ms = (time.perf_counter_ns() - t0) / 1e6
+                if st.on_prompt is not None:
+                    st.on_prompt()
             if tools and first is not None:
                 if tool_choice == "none":
                     call = False

@@ -8,6 +8,7 @@ between tokens and chunks, so discarded work really stops.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 from collections.abc import Awaitable, Callable
@@ -88,6 +89,7 @@ class ReplyJob:
         self._early_asr = early_asr
         self.early_asr_used = False
         self.second_opinion: dict | None = None
+        self._scoring: asyncio.Future[None] | None = None
         """When the ASR's stronger model re-heard the turn: the fast model's confidence and text."""
         self.on_emit: Callable[[Event], Awaitable[None]] = agent._emit
         self.task = asyncio.create_task(self._run(), name=f"reply-{turn_id}")
@@ -152,6 +154,23 @@ class ReplyJob:
             self.transcript_ready.set()
 
     async def _score(self) -> None:
+        """Score once (shared by every caller): the first of the LLM's "prompt evaluated" signal, the first
+        token, or the end of the reply starts it."""
+        if self._scoring is None:
+            self._scoring = asyncio.ensure_future(self._score_once())
+        await asyncio.shield(self._scoring)
+
+    def _score_from_thread(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The LLM evaluated the prompt (its thread): score now, not at the first token, which may be a tool
+        call written unseen ~1 s later; the turn's end must not wait for it."""
+
+        def start() -> None:
+            if self._scoring is None and not self.stop.is_set():
+                self._scoring = asyncio.ensure_future(self._score_once())
+
+        loop.call_soon_threadsafe(start)
+
+    async def _score_once(self) -> None:
         """Gather the end-of-turn evidence and ask the policy for P(end); never raises."""
         if self.scored.is_set():
             return
@@ -264,6 +283,8 @@ class ReplyJob:
         max_tokens = self.agent.options.max_reply_tokens
         schemas = runner.schemas() if tools and runner is not None else None
         stats = self.stats if not after else GenerationStats()
+        if self.held and not after:
+            stats.on_prompt = functools.partial(self._score_from_thread, loop)
 
         # Only passed when used: a backend written without tools keeps working.
         extra: dict[str, object] = {"tools": schemas} if schemas else {}
