@@ -65,7 +65,8 @@ class Transcript:
     elapsed_ms: float
     fell_back: bool = False
     avg_logprob: float = 0.0
-    """The decoder's mean log-probability per token (length-normalised): how sure the model was."""
+    """The decoder's mean log-probability per token (length-normalised): how sure the model was. 0.0 where it is
+    not known (``transcribe_full``, faster-whisper's own path), which never asks for a second opinion."""
     second_opinion: dict | None = None
     """Set when a stronger model re-heard the utterance because this one was unsure (``SecondOpinionASR``):
     both texts, their confidences and which one was kept."""

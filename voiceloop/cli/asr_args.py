@@ -21,7 +21,8 @@ def add_asr_args(p: argparse.ArgumentParser) -> None:
         "--second-opinion-threshold",
         type=float,
         default=SecondOpinionOptions.threshold,
-        help="ask when the main Whisper's mean token log-probability is below this (default: %(default)s)",
+        help="ask when the main Whisper's mean token log-probability is below this (default: %(default)s); "
+        "another value asks for the second opinion, so a missing model is an error then",
     )
 
 

@@ -89,8 +89,8 @@ class ReplyJob:
         self._early_asr = early_asr
         self.early_asr_used = False
         self.second_opinion: dict | None = None
+        """When the ASR's stronger model re-heard the turn: both texts, their confidences, which was kept."""
         self._scoring: asyncio.Future[None] | None = None
-        """When the ASR's stronger model re-heard the turn: the fast model's confidence and text."""
         self.on_emit: Callable[[Event], Awaitable[None]] = agent._emit
         self.task = asyncio.create_task(self._run(), name=f"reply-{turn_id}")
 
@@ -153,22 +153,19 @@ class ReplyJob:
             # Waiters must wake even when the job is cancelled mid-transcription.
             self.transcript_ready.set()
 
-    async def _score(self) -> None:
-        """Score once (shared by every caller): the first of the LLM's "prompt evaluated" signal, the first
-        token, or the end of the reply starts it."""
+    def _start_scoring(self) -> asyncio.Future[None]:
+        """Score once, whoever asks first: the LLM's "prompt evaluated" signal, the first token, or the reply's end."""
         if self._scoring is None:
             self._scoring = asyncio.ensure_future(self._score_once())
-        await asyncio.shield(self._scoring)
+        return self._scoring
+
+    async def _score(self) -> None:
+        await asyncio.shield(self._start_scoring())
 
     def _score_from_thread(self, loop: asyncio.AbstractEventLoop) -> None:
         """The LLM evaluated the prompt (its thread): score now, not at the first token, which may be a tool
         call written unseen ~1 s later; the turn's end must not wait for it."""
-
-        def start() -> None:
-            if self._scoring is None and not self.stop.is_set():
-                self._scoring = asyncio.ensure_future(self._score_once())
-
-        loop.call_soon_threadsafe(start)
+        loop.call_soon_threadsafe(lambda: None if self.stop.is_set() else self._start_scoring())
 
     async def _score_once(self) -> None:
         """Gather the end-of-turn evidence and ask the policy for P(end); never raises."""
