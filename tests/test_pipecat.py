@@ -233,3 +233,11 @@ async def test_llm_service_runs_voiceloop_tools(engines):
     calls = [r for r in service.tool_records if "name" in r]
     assert calls and calls[0]["name"] == "calculate" and "1645" in calls[0]["result"], service.tool_records
     assert "1645" in text.replace(",", "").replace("1 645", "1645") or "thousand" in text.lower(), text
+
+
+def test_stt_service_defaults_to_the_pipelines_recogniser():
+    from voiceloop.asr.second_opinion import SecondOpinionASR
+
+    # The same recogniser as voiceloop's own pipeline: tiny.en, with Whisper base (the models extra) for unsure turns.
+    stt = VoiceloopSTTService(audio_passthrough=False)
+    assert isinstance(stt.asr, SecondOpinionASR) and stt.asr.strong.model_path.name == "whisper-base"

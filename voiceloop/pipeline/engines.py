@@ -60,10 +60,7 @@ class Engines:
         ``turn_audio`` adds smart-turn to the end-of-turn evidence (the ``turn`` extra): None = if installed;
         ``second_opinion`` re-hears unsure turns with a stronger Whisper (``SecondOpinionASR``): None = with
         Whisper base if it is installed and the main model is the default tiny.en, False = never."""
-        asr: ASR = WhisperASR(whisper)
-        so = _second_opinion(whisper, second_opinion)
-        if so is not None:
-            asr = SecondOpinionASR(asr, WhisperASR(WhisperOptions(model=so.model)), so)
+        asr = load_asr(whisper, second_opinion)
         llm = llm or LlamaBackend(llama)
         tts = PiperTTS(piper)
         smart = None
@@ -124,6 +121,17 @@ class Engines:
     def close(self) -> None:
         for ex in (self.vad_executor, self.asr_executor, self.llm_executor, self.tts_executor, self.turn_executor):
             ex.shutdown(wait=False, cancel_futures=True)
+
+
+def load_asr(whisper: WhisperOptions | None = None, second_opinion: SecondOpinionOptions | bool | None = None) -> ASR:
+    """The speech recogniser ``Engines.load`` uses (the pipecat STT service too): Whisper, with a stronger one
+    for unsure turns as ``second_opinion`` says (None = Whisper base when installed and ``whisper`` is the
+    default tiny.en, False = never, options = always)."""
+    asr: ASR = WhisperASR(whisper)
+    so = _second_opinion(whisper, second_opinion)
+    if so is not None:
+        asr = SecondOpinionASR(asr, WhisperASR(WhisperOptions(model=so.model)), so)
+    return asr
 
 
 def _second_opinion(

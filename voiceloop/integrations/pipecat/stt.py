@@ -27,8 +27,9 @@ from pipecat.services.stt_service import SegmentedSTTService
 from pipecat.utils.time import time_now_iso8601
 
 from ...asr.base import ASR
-from ...asr.whisper import WhisperASR, strip_restart
+from ...asr.whisper import strip_restart
 from ...audio.resample import resample
+from ...pipeline.engines import load_asr
 from ._worker import WorkerThread
 
 log = logging.getLogger("voiceloop.pipecat")
@@ -47,7 +48,8 @@ class VoiceloopSTTService(SegmentedSTTService):
         trailing_silence_secs: float = 0.0,
         **kwargs,
     ) -> None:
-        asr = asr or WhisperASR()
+        # The pipeline's own recogniser by default: tiny.en, with Whisper base for unsure turns when installed.
+        asr = asr or load_asr()
         kwargs.setdefault("ttfs_p99_latency", 0.35)  # measured: final pass p99 on a 2-core CPU
         kwargs.setdefault("settings", STTSettings(model=str(asr.model_path), language="en"))
         # No trailing silence by default: the sized window already covers the speech plus a margin.
