@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .base import ASR
+from .whisper import WhisperASR, WhisperOptions
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from .whisper import Transcript, WhisperASR
+    from .whisper import Transcript
 
 log = logging.getLogger("voiceloop.asr")
 
@@ -78,3 +79,33 @@ class SecondOpinionASR(ASR):
         log.debug("second opinion: %s", record)
         elapsed = first.elapsed_ms + (time.perf_counter_ns() - t0) / 1e6
         return dataclasses.replace(chosen, second_opinion=record, elapsed_ms=elapsed)
+
+
+def load_asr(whisper: WhisperOptions | None = None, second_opinion: SecondOpinionOptions | bool | None = None) -> ASR:
+    """The speech recogniser ``Engines.load`` and the pipecat STT service use: Whisper, with a stronger one
+    for unsure turns as ``second_opinion`` says (None = Whisper base when installed and ``whisper`` is the
+    default tiny.en, False = never, options = always)."""
+    asr: ASR = WhisperASR(whisper)
+    so = _second_opinion(whisper, second_opinion)
+    if so is not None:
+        asr = SecondOpinionASR(asr, WhisperASR(WhisperOptions(model=so.model)), so)
+    return asr
+
+
+def _second_opinion(
+    whisper: WhisperOptions | None, choice: SecondOpinionOptions | bool | None
+) -> SecondOpinionOptions | None:
+    if choice is False:
+        return None
+    if isinstance(choice, SecondOpinionOptions):
+        return choice
+    if choice is None and whisper is not None and whisper.model not in (None, "whisper-tiny.en"):
+        return None  # the user chose the main model; a second one is only added to the default
+    from ..models.registry import ModelStatus, model_status
+
+    opts = SecondOpinionOptions()
+    # Chunk packages present (assembled on first use) count as installed.
+    if choice is None and model_status(opts.model) is ModelStatus.MISSING:
+        log.info("no second opinion for unsure turns: %s is not installed (pip install 'voiceloop[models]')", opts.model)
+        return None
+    return opts

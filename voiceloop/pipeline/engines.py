@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..asr.base import ASR
-from ..asr.second_opinion import SecondOpinionASR, SecondOpinionOptions
-from ..asr.whisper import WhisperASR, WhisperOptions
+from ..asr.second_opinion import SecondOpinionOptions, load_asr
+from ..asr.whisper import WhisperOptions
 from ..audio.vad import silero_v6_path
 from ..llm.backend import LLMBackend
 from ..llm.llama import LlamaBackend, LlamaOptions
@@ -121,33 +121,3 @@ class Engines:
     def close(self) -> None:
         for ex in (self.vad_executor, self.asr_executor, self.llm_executor, self.tts_executor, self.turn_executor):
             ex.shutdown(wait=False, cancel_futures=True)
-
-
-def load_asr(whisper: WhisperOptions | None = None, second_opinion: SecondOpinionOptions | bool | None = None) -> ASR:
-    """The speech recogniser ``Engines.load`` uses (the pipecat STT service too): Whisper, with a stronger one
-    for unsure turns as ``second_opinion`` says (None = Whisper base when installed and ``whisper`` is the
-    default tiny.en, False = never, options = always)."""
-    asr: ASR = WhisperASR(whisper)
-    so = _second_opinion(whisper, second_opinion)
-    if so is not None:
-        asr = SecondOpinionASR(asr, WhisperASR(WhisperOptions(model=so.model)), so)
-    return asr
-
-
-def _second_opinion(
-    whisper: WhisperOptions | None, choice: SecondOpinionOptions | bool | None
-) -> SecondOpinionOptions | None:
-    if choice is False:
-        return None
-    if isinstance(choice, SecondOpinionOptions):
-        return choice
-    if choice is None and whisper is not None and whisper.model not in (None, "whisper-tiny.en"):
-        return None  # the user chose the main model; a second one is only added to the default
-    from ..models.registry import ModelStatus, model_status
-
-    opts = SecondOpinionOptions()
-    # Chunk packages present (assembled on first use) count as installed.
-    if choice is None and model_status(opts.model) is ModelStatus.MISSING:
-        log.info("no second opinion for unsure turns: %s is not installed (pip install 'voiceloop[models]')", opts.model)
-        return None
-    return opts

@@ -27,9 +27,9 @@ from pipecat.services.stt_service import SegmentedSTTService
 from pipecat.utils.time import time_now_iso8601
 
 from ...asr.base import ASR
+from ...asr.second_opinion import load_asr
 from ...asr.whisper import strip_restart
 from ...audio.resample import resample
-from ...pipeline.engines import load_asr
 from ._worker import WorkerThread
 
 log = logging.getLogger("voiceloop.pipecat")
