@@ -31,8 +31,12 @@ TURNS = HERE / "turns" / "turns.json"
 REAL = HERE.parent.parent / "shared" / "data" / "real_speech"
 RATE = 16000
 ESPEAK_VOICES = ("en-us+m3", "en-gb+f2")
-DECISION_SILENCE_S = 0.2
-"""Audio the decision sees after the last word: the silence the VAD needs to report a pause."""
+DECISION_SILENCE_S = 0.032
+"""Audio the decision sees after the last word: the pipeline decides at the first silent VAD window (one 32 ms
+window) and gives the ASR and smart-turn the utterance through it. (Fitted on 200 ms before session 10: smart-turn
+separates much worse there, AUC 0.67 against 0.76, and the pipeline never showed it that much.)"""
+VAD_ON, VAD_OFF = 0.5, 0.35
+"""The pipeline's VAD hysteresis (``VADOptions``): speech starts at 0.5, a pause at the first window below 0.35."""
 
 
 def load_turns() -> list[dict]:
@@ -147,20 +151,24 @@ def cmd_synth(args: argparse.Namespace) -> None:
 
 # -- features ----------------------------------------------------------------------------------------
 def _pauses(audio: np.ndarray, vad) -> list[tuple[int, float, bool]]:
-    """Each silence of >= 300 ms after speech: (its first sample, its length in s, speech follows)."""
+    """Each silence of >= 300 ms after speech, found as the pipeline finds it (speech from 0.5, a pause from the
+    first window below 0.35): (its first sample, its length in s, speech follows)."""
     from voiceloop.audio.vad import WINDOW_SAMPLES
 
     vad.reset()
     probs = [vad(audio[i * WINDOW_SAMPLES : (i + 1) * WINDOW_SAMPLES]) for i in range(len(audio) // WINDOW_SAMPLES)]
     out, i, speech = [], 0, False
     while i < len(probs):
-        if probs[i] >= 0.5:
+        if probs[i] >= (VAD_OFF if speech else VAD_ON):
             speech = True
             i += 1
             continue
         j = i
-        while j < len(probs) and probs[j] < 0.5:
+        while j < len(probs) and probs[j] < VAD_OFF:
             j += 1
+        if j == i:  # between the thresholds before speech started: not speech yet, not a pause
+            i += 1
+            continue
         if speech and (j - i) * WINDOW_SAMPLES >= 0.3 * RATE:
             out.append((i * WINDOW_SAMPLES, (j - i) * WINDOW_SAMPLES / RATE, j < len(probs)))
         i = j
@@ -168,7 +176,7 @@ def _pauses(audio: np.ndarray, vad) -> list[tuple[int, float, bool]]:
 
 
 def cmd_features(args: argparse.Namespace) -> None:
-    from voiceloop.asr.whisper import WhisperASR
+    from voiceloop.asr.second_opinion import load_asr
     from voiceloop.audio.files import read_audio
     from voiceloop.audio.vad import SileroVAD, silero_v6_path
     from voiceloop.cli.llm_args import resolve_model
@@ -177,7 +185,8 @@ def cmd_features(args: argparse.Namespace) -> None:
 
     out = Path(args.out)
     rows = json.loads((out / "clips.json").read_text())
-    asr, vad = WhisperASR(), SileroVAD(silero_v6_path())
+    # The pipeline's recogniser (tiny.en, and Whisper base for an unsure final pass): the text it decides on.
+    asr, vad = load_asr(), SileroVAD(silero_v6_path())
     llm = LlamaBackend(LlamaOptions(model=resolve_model(args.llm)))
     smart = SmartTurn()
     schemas = None
@@ -207,7 +216,10 @@ def cmd_features(args: argparse.Namespace) -> None:
         for row, end in points:
             heard = audio[: end + int(DECISION_SILENCE_S * RATE)]
             row = {**row, "decision_at_s": end / RATE}
-            text = asr.transcribe(heard).text
+            result = asr.transcribe(heard)
+            if asr.wants_second_opinion(result):
+                result = asr.second_opinion(heard, result)
+            text = result.text
             row["transcript"] = text
             if text:
                 list(llm.stream([], text, max_tokens=1, **({"tools": schemas} if schemas else {})))
@@ -254,7 +266,8 @@ def cmd_fit(args: argparse.Namespace) -> None:
             sel = [r for r in rows if r["split"] == split]
             curves[(key, split)] = (sel, [cal.probability(evidence(r), key) for r in sel])
     # Operating point: the levels of silence are fixed (a confident end, an unsure one, the cap); the
-    # thresholds are chosen on 'tune' to minimise cut-ins with complete turns' p90 wait <= 400 ms.
+    # thresholds are chosen on 'tune' to minimise cut-ins with complete turns' p90 wait <= 400 ms and p50 wait
+    # <= 210 ms.
     levels = (args.short_ms, args.mid_ms, args.long_ms)
 
     def score(sel: list[dict], ps: list[float], hi: float, lo: float) -> dict:
@@ -297,7 +310,8 @@ def cmd_fit(args: argparse.Namespace) -> None:
         for hi in grid:
             for lo in [g for g in grid if g <= hi]:
                 s = score(sel, ps, hi, lo)
-                key = (s["wait_p90_ms"] > args.max_wait_p90, s["cut_ins"], s["wait_p90_ms"], s["wait_p50_ms"])
+                over = s["wait_p90_ms"] > args.max_wait_p90 or s["wait_p50_ms"] > args.max_wait_p50
+                key = (over, s["cut_ins"], s["wait_p90_ms"], s["wait_p50_ms"])
                 if best is None or key < best[0]:
                     best = (key, hi, lo)
         assert best is not None
@@ -414,6 +428,9 @@ def main() -> None:
     p.add_argument("--mid-ms", type=float, default=400.0)
     p.add_argument("--long-ms", type=float, default=1000.0)
     p.add_argument("--max-wait-p90", type=float, default=400.0)
+    # A typical complete turn must keep the short wait: the issue allows v2v p50 +40 ms, and a middle wait for
+    # most turns buys only the few pauses of exactly its length.
+    p.add_argument("--max-wait-p50", type=float, default=210.0)
     p.set_defaults(fn=cmd_fit)
     args = ap.parse_args()
     args.fn(args)
