@@ -63,6 +63,35 @@ def test_llm_reuses_kv_cache_and_stops_within_a_token(engines):
     assert s3.cancelled and s3.decode_tokens <= 2
 
 
+def test_trimmed_history_is_shifted_out_of_the_cache_not_evaluated_again(engines, monkeypatch):
+    """Dropping the oldest turns (the history budget) keeps the later turns' cache cells, moved down (llama.cpp's
+    context shift): the prefill between turns evaluates the new turn only, not the whole kept history."""
+    llm = engines.llm
+    system = Message("system", "You are a helpful voice assistant. Answer in one short sentence.")
+    filler = "The weather was mild and the river ran slowly past the old mill near the village square. " * 3
+    turns: list[Message] = []
+    # Grow the conversation until one more turn makes the history budget drop the oldest ones.
+    while True:
+        nxt = [Message("user", f"Tell me about day {len(turns) // 2}."), Message("assistant", f"Day: {filler}")]
+        if len(llm._trim([system, *turns, *nxt])) < len(turns) + 3:
+            break
+        turns += nxt
+    older, later = [system, *turns], [system, *turns, *nxt]
+    llm.prefill(older, "")  # the cache holds the untrimmed conversation
+    evaluated: list[int] = []
+    real_eval = llm.llm.eval
+    monkeypatch.setattr(llm.llm, "eval", lambda tokens: (evaluated.append(len(tokens)), real_eval(tokens))[1])
+    llm.prefill(later, "")
+    monkeypatch.undo()
+    head = len(llm._tokens([system], ""))
+    kept = len(llm._tokens(later, "")) - head
+    # Without the shift the whole kept history (hundreds of tokens) is evaluated again.
+    assert kept > 300 and sum(evaluated) < 120, (sum(evaluated), kept)
+    s = GenerationStats()
+    reply = "".join(llm.stream(later, "What is the capital of France?", stats=s, max_tokens=24))
+    assert "Paris" in reply and s.evaluated_tokens < 40
+
+
 def _run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "voiceloop", *args],

@@ -180,6 +180,7 @@ class LlamaBackend(LLMBackend):
         self.last_call_probability_in_conversation: float | None = None
         """The same read after the conversation (equal to the above for a conversation's first request)."""
         self._side = SideSequence(self.llm)
+        self._can_shift = bool(llama_cpp.llama_memory_can_shift(llama_cpp.llama_get_memory(self.llm.ctx)))
 
     def _piece(self, token: int) -> str:
         return self.llm.detokenize([token], special=True).decode("utf-8", errors="ignore")
@@ -252,6 +253,7 @@ class LlamaBackend(LLMBackend):
             tokens = self._tokens(history, user_text, tools)
             # The last user words may still change; keep the known-good prefix only.
             tokens = tokens[:-4]
+            self._shift_out(tokens)
             reuse = common_prefix(self.llm.input_ids[: self.llm.n_tokens], tokens)
             alone = self._reads_alone(history, tools, None)
             if (not tokens or reuse == len(tokens)) and not alone:
@@ -286,6 +288,37 @@ class LlamaBackend(LLMBackend):
                 self._set_threads(self.n_threads, self.options.n_threads_batch)
             if isinstance(self.decoder.drafter, DraftModelDrafter):
                 self.decoder.drafter.prefill(tokens)
+
+    def _shift_out(self, ids: list[int]) -> int:
+        """Trimmed history without evaluating it again: when the cache holds ``ids``' prefix, then tokens ``ids``
+        no longer has (the oldest turns, dropped by ``_trim``), then ``ids``' continuation, drop those cells and
+        move the rest down (llama.cpp's context shift: the keys are re-rotated, not recomputed). With the tools'
+        schemas in a 2,048-token context a trim came every ~5 turns and cost ~400 tokens, ~3 s on two cores.
+        The kept turns' cells were computed while the dropped ones were still there, as in llama.cpp's own
+        context shift: a small approximation for the recap of older turns. Returns the tokens dropped."""
+        llm = self.llm
+        n = llm.n_tokens
+        old = np.asarray(llm.input_ids[:n], dtype=np.int32)
+        p = common_prefix(old, ids)
+        probe_len = 16
+        if not self._can_shift or n - p <= probe_len or len(ids) - p < probe_len:
+            return 0
+        hay = old.tobytes()
+        probe = np.asarray(ids[p : p + probe_len], dtype=np.int32).tobytes()
+        at = hay.find(probe, (p + 1) * 4)
+        while at >= 0 and at % 4:
+            at = hay.find(probe, at + 1)
+        if at < 0:
+            return 0
+        q = at // 4
+        d = q - p
+        ctx = llm._ctx
+        ctx.kv_cache_seq_rm(0, p, q)
+        ctx.kv_cache_seq_shift(0, q, n, -d)
+        llm.input_ids[p : n - d] = old[q:n]
+        llm.n_tokens = n - d
+        log.debug("history trimmed: %d cached tokens dropped and %d shifted instead of evaluated again", d, n - q)
+        return d
 
     def _split_tokens(
         self, history: list[Message], user_text: str, tools: list[dict] | None = None
@@ -511,6 +544,7 @@ class LlamaBackend(LLMBackend):
             ids, marks = self._split_tokens(history, user_text, tools) if not after else (tokens, {})
             if ids == tokens:
                 key = self._signal_key(history, user_text)
+                self._shift_out(ids)
                 reused = self._reuse(ids, marks, key)
                 # A cold cache: the bulk in llama.cpp's batches, the tail (the marks, the last token) in one.
                 tail = max(reused, len(ids) - self.llm.n_batch)
