@@ -253,7 +253,11 @@ class LlamaBackend(LLMBackend):
             tokens = self._tokens(history, user_text, tools)
             # The last user words may still change; keep the known-good prefix only.
             tokens = tokens[:-4]
-            self._shift_out(tokens)
+            if not user_text:
+                # Between turns only, where a trim first shows: a user's line is always evaluated in its own
+                # conversation (a line cached from another one must not stand in for it: the end-of-turn
+                # probabilities are read on it).
+                self._shift_out(tokens)
             reuse = common_prefix(self.llm.input_ids[: self.llm.n_tokens], tokens)
             alone = self._reads_alone(history, tools, None)
             if (not tokens or reuse == len(tokens)) and not alone:
@@ -544,7 +548,6 @@ class LlamaBackend(LLMBackend):
             ids, marks = self._split_tokens(history, user_text, tools) if not after else (tokens, {})
             if ids == tokens:
                 key = self._signal_key(history, user_text)
-                self._shift_out(ids)
                 reused = self._reuse(ids, marks, key)
                 # A cold cache: the bulk in llama.cpp's batches, the tail (the marks, the last token) in one.
                 tail = max(reused, len(ids) - self.llm.n_batch)
