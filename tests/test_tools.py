@@ -293,6 +293,43 @@ async def test_agent_runs_a_tool_speaks_a_filler_and_the_answer(data_dir):
     engines.close()
 
 
+class UnseenCallLLM(ToolLLM):
+    """Writes its call unseen, as the backend does for an unsure decision: it says the call started, takes 0.6 s,
+    and only then yields the whole call."""
+
+    def stream(self, history, user_text, *, stats=None, after=None, **kw):
+        if after:
+            yield f"Done: {after[-1].content}."
+            return
+        if stats is not None and stats.on_call_start is not None:
+            stats.on_call_start()
+        time.sleep(0.6)
+        yield f"<tool_call>\n{self.call}\n</tool_call>"
+
+
+async def test_a_call_written_unseen_gets_its_filler_from_when_it_started(data_dir):
+    from voiceloop.audio.files import read_audio_16k
+
+    @tool
+    def set_timer(minutes: float) -> str:
+        """Start a timer."""
+        return f"timer set for {minutes:g} minutes"
+
+    speech = read_audio_16k(data_dir / "voice2json_would_you_please_turn_on_living_room_lamp.wav")
+    audio = np.concatenate([speech, np.zeros(3 * 16000, np.float32)])
+    llm = UnseenCallLLM('{"name": "set_timer", "arguments": {"minutes": 5}}')
+    engines = Engines(asr=FakeASR(split_s=0), llm=llm, tts=FakeTTS())
+    clock = MonotonicClock()
+    agent = VoiceAgent(engines=engines, options=AgentOptions(prefill=False), clock=clock, tools=[set_timer])
+    events = [ev async for ev in agent.process(_frames(audio, clock))]
+    said = [e.text for e in events if isinstance(e, ReplyText)]
+    assert said[0] == "One moment." and " ".join(said[1:]) == "Done: timer set for 5 minutes.", said
+    rec = next(e.record for e in events if isinstance(e, TurnMetrics))
+    # The filler is spoken while the call is still being written: before the model's first (visible) token.
+    assert rec.marks["filler"] < rec.marks["first_token"], rec.marks
+    engines.close()
+
+
 class CallingLLM(ToolLLM):
     """Calls the tool whenever it may (a small model that does not stop calling)."""
 

@@ -33,6 +33,10 @@ class GenerationStats:
     on_prompt: Callable[[], None] | None = field(default=None, repr=False, compare=False)
     """Called on the LLM's thread once the prompt is evaluated: from then on ``turn_signals`` can be read, even
     when the first token comes much later (a tool call written unseen before it is kept)."""
+    on_call_start: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+    """Called on the LLM's thread when the model starts writing a tool call, also one written unseen (an unsure
+    call is kept only once it is whole, ~1 s later): the caller's filler clock starts here, not at the call's
+    first visible token."""
 
     @property
     def tok_s(self) -> float:

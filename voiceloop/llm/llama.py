@@ -469,6 +469,8 @@ class LlamaBackend(LLMBackend):
         # the embedded models close the call at once).
         opening = OPEN_CALL if self.options.tool_grammar else OPEN_CALL + '{"name": "'
         st.ttft_ms = (time.perf_counter_ns() - t0) / 1e6
+        if st.on_call_start is not None:
+            st.on_call_start()
         yield OPEN_CALL
         llm.eval(llm.tokenize(opening.encode(), add_bos=False, special=True))
         key = json.dumps(tools, sort_keys=True)

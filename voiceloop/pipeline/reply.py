@@ -251,6 +251,17 @@ class ReplyJob:
         self.tool_records += [r.record() for r in results]
         return results
 
+    def _call_started_from_thread(
+        self, loop: asyncio.AbstractEventLoop, runner: ToolRunner, clauses: asyncio.Queue[str | None]
+    ) -> None:
+        """The LLM began writing a call (its thread). An unsure call is written unseen and its first token comes
+        only once it is kept (~1 s on a 2-core CPU): the filler clock must start here, not there."""
+        loop.call_soon_threadsafe(self._start_filler, runner, clauses)
+
+    def _start_filler(self, runner: ToolRunner, clauses: asyncio.Queue[str | None]) -> None:
+        if self._filler is None and not self.stop.is_set():
+            self._filler = asyncio.create_task(self._filler_after(runner, clauses))
+
     async def _filler_after(self, runner: ToolRunner, clauses: asyncio.Queue[str | None]) -> None:
         """A call has started: if no answer is spoken within the filler delay, say a short filler clause."""
         await asyncio.sleep(runner.options.filler_after_ms / 1000)
@@ -282,6 +293,8 @@ class ReplyJob:
         stats = self.stats if not after else GenerationStats()
         if self.held and not after:
             stats.on_prompt = functools.partial(self._score_from_thread, loop)
+        if schemas and runner is not None:
+            stats.on_call_start = functools.partial(self._call_started_from_thread, loop, runner, clauses)
 
         # Only passed when used: a backend written without tools keeps working.
         extra: dict[str, object] = {"tools": schemas} if schemas else {}
@@ -323,8 +336,8 @@ class ReplyJob:
                     if self.held:
                         await self._score()
                 visible = calls_filter.feed(piece)
-                if calls_filter.started and self._filler is None and runner is not None:
-                    self._filler = asyncio.create_task(self._filler_after(runner, clauses))
+                if calls_filter.started and runner is not None:
+                    self._start_filler(runner, clauses)
                 parts.append(visible)
                 if not self.whole_reply:
                     for clause in splitter.feed(markup.feed(visible)):
