@@ -9,7 +9,7 @@ import pytest
 
 from voiceloop import AudioFrame, Budgets, ManualClock, Pipeline, Stage, TurnRecord
 from voiceloop.asr.streaming import StablePrefixTracker
-from voiceloop.asr.whisper import strip_repeats, strip_restart
+from voiceloop.asr.whisper import clock_times, strip_repeats, strip_restart
 from voiceloop.llm.stops import StopMatcher
 from voiceloop.metrics.budget import LatencyBudgeter
 from voiceloop.metrics.wer import wer
@@ -131,6 +131,15 @@ def test_stable_prefix_grows_by_agreement():
     assert t.update("what time is").stable == "what time"
     assert t.update("What time is it?").stable == "What time is"
     assert t.update("what time is it").stable == "what time is it"
+
+
+def test_clock_times_are_written_as_times_only_after_a_time_preposition():
+    assert clock_times("At 7.15 remind me to leave.") == "At 7:15 remind me to leave."
+    assert clock_times("Remind me at 6.30pm to water the plants.") == "Remind me at 6:30pm to water the plants."
+    assert clock_times("wake me at 1230 a.m.") == "wake me at 12:30 a.m."
+    # Numbers that are not clock times stay as they are.
+    for keep in ("Bake at 350 degrees.", "It grew at 3.14 percent.", "at 7.5 meters", "It costs 7.15.", "at 9.75"):
+        assert clock_times(keep) == keep
 
 
 def test_strip_repeats_cuts_a_decoder_loop():

@@ -108,6 +108,22 @@ def strip_repeats(text: str, min_words: int = 3) -> str:
     return text
 
 
+_TIME_WORD = r"\b(at|by|until|till|before|after|from)\s+"
+_CLOCK_DOT = re.compile(_TIME_WORD + r"([01]?\d|2[0-3])\.([0-5]\d)(?![.,]?\d|\s*(?:%|percent))", re.I)
+_CLOCK_RUN = re.compile(_TIME_WORD + r"([1-9]|1[0-2])([0-5]\d)(\s*[ap]\.?\s?m\b)", re.I)
+
+
+def clock_times(text: str) -> str:
+    """Write a spoken clock time as one: "at 7.15" -> "at 7:15", "at 715 pm" -> "at 7:15 pm".
+
+    Whisper writes "seven fifteen" British-style with a dot, or as one number; read after "at" the dot looks like
+    a decimal and the number like a count (seen: "At 7.15 remind me ..." set in 7 minutes). Only after a time
+    preposition, and the run of digits only with am/pm after it ("bake at 350" stays a temperature).
+    """
+    text = _CLOCK_DOT.sub(r"\1 \2:\3", text)
+    return _CLOCK_RUN.sub(r"\1 \2:\3\4", text)
+
+
 def _looks_looped(text: str, hit_budget: bool) -> bool:
     if hit_budget:
         return True
@@ -212,7 +228,7 @@ class WhisperASR(ASR):
         tokens = [t for t in res.sequences_ids[0] if t < self._tokenizer.eot]
         if res.no_speech_prob > 0.9 and not tokens:
             return "", False, 0.0
-        text = strip_repeats(strip_restart(self._tokenizer.decode(tokens).strip()))
+        text = clock_times(strip_repeats(strip_restart(self._tokenizer.decode(tokens).strip())))
         # CTranslate2's score is the sum of log-probabilities over the length (length_penalty=1).
         return text, len(res.sequences_ids[0]) >= budget, float(res.scores[0])
 
