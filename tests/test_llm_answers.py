@@ -9,10 +9,13 @@ from pathlib import Path
 import pytest
 
 from voiceloop.llm.prompt import SPEECH_SYSTEM_PROMPT, ChatTemplatePrompt, Message, TranscriptPrompt
-from voiceloop.metrics.repetition import repetition
+from voiceloop.llm.stops import RepeatedSentenceStop
+from voiceloop.metrics.repetition import reads_back, repetition
 from voiceloop.models import catalog
 
 QUESTIONS = Path(__file__).resolve().parents[1] / "examples" / "questions" / "questions.json"
+HEARD = Path(__file__).resolve().parents[1] / "examples" / "conversations" / "read_aloud_heard.txt"
+REMARKS = Path(__file__).resolve().parents[1] / "examples" / "conversations" / "remarks.txt"
 
 QWEN_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -45,6 +48,66 @@ def test_repetition_flags_copies_not_repeated_questions():
     replies = ["I'm from the United States.", "I'm from the United States.", "I'm from the United States.", "Four."]
     rep = repetition(users, replies)
     assert rep.repeats == (1,) and rep.distinct == 2 and rep.replies == 4
+
+
+def test_reads_back_flags_a_line_said_back_not_a_restated_request():
+    assert reads_back("What time is it?", "What time is it?")
+    assert reads_back("He was not an ill-disposed young man.", "He was not an ill-disposed young man, no.")
+    assert not reads_back("Good night.", "Good night.")  # a greeting is answered in kind
+    assert not reads_back("What is the capital of France?", "The capital of France is Paris.")
+    assert not reads_back("Would you please turn on the living room lamp?", "The living room lamp is on.")
+    rep = repetition(["What time is it?", "Hello."], ["What time is it?", "Hi there."])
+    assert rep.echoes == (0,)
+    formula = ["Nice. Is there anything else you need?", "Good. Is there anything else you want?"]
+    assert repetition(["a b c", "d e f"], formula).formulas == (1,)
+
+
+def test_a_later_sentence_that_opens_like_an_earlier_ones_ends_the_reply():
+    stop = RepeatedSentenceStop(["That's nice. Is there anything else you need help with?"])
+    pieces = ["That's", " great", " news", ".", " Is", " there", " any", "thing", " else", " you", " need", "?"]
+    out = "".join(stop.feed(p) for p in pieces) + stop.flush()
+    assert out.strip() == "That's great news." and stop.stopped
+    # The first sentence always goes out, whatever it opens with; a new later sentence is released whole.
+    stop = RepeatedSentenceStop(["Is there anything else? Fine."])
+    pieces = ["Is", " there", " anything", " more", "?", " It", " rained", " all", " day", "."]
+    assert "".join(stop.feed(p) for p in pieces) + stop.flush() == "Is there anything more? It rained all day."
+    # A later sentence is held only until its opening words are known (streamed text is not held longer).
+    stop = RepeatedSentenceStop(["Sure."])
+    assert stop.feed("Ok. Then") == "Ok. " and stop.feed(" we go on") == "Then we go on"
+
+
+@pytest.mark.models
+def test_a_conversation_of_remarks_gets_replies_not_read_backs_or_a_formula(engines):
+    """The default model over 24 remarks, fragments and short answers: it answered remarks by reading them back
+    and closed nearly every reply with "Is there anything else you need ...?" before session 11."""
+    lines = [ln for ln in REMARKS.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    history: list[Message] = []
+    replies = []
+    for line in lines:
+        reply = "".join(engines.llm.stream(history, line, max_tokens=48)).strip()
+        replies.append(reply)
+        history += [Message("user", line), Message("assistant", reply)]
+    said = list(zip(lines, replies, strict=True))
+    rep = repetition(lines, replies)
+    assert rep.echoes == () and rep.repeats == (), said
+    # Before: "Did you have any other plans?" / "Is there anything else you need ...?" closed 17 of 24 replies.
+    assert len(rep.formulas) <= 1, said
+
+
+@pytest.mark.models
+def test_read_aloud_lines_are_answered_not_read_back(engines):
+    """The real-speech set's 29 lines (book sentences, card names, commands) as Whisper heard them, as one
+    conversation: 11 of them were read straight back before session 11."""
+    lines = [ln for ln in HEARD.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    history: list[Message] = []
+    replies = []
+    for line in lines:
+        reply = "".join(engines.llm.stream(history, line, max_tokens=48)).strip()
+        replies.append(reply)
+        history += [Message("user", line), Message("assistant", reply)]
+    rep = repetition(lines, replies)
+    assert len(rep.echoes) <= 4, [(lines[i], replies[i]) for i in rep.echoes]
+    assert rep.repeats == ()
 
 
 @pytest.mark.models

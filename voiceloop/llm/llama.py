@@ -30,7 +30,7 @@ from .speculative import (
     eval_rows,
     last_logits,
 )
-from .stops import StopMatcher
+from .stops import RepeatedSentenceStop, StopMatcher
 
 log = logging.getLogger("voiceloop.llm")
 
@@ -221,10 +221,13 @@ class LlamaBackend(LLMBackend):
                 self._reply_ids[text] = got
             return got
 
+        replies = [ids(text) for text in self._replies(history, tools)]
+        return CopyGuard(replies, ids(" " + user_text.strip()))
+
+    def _replies(self, history: list[Message], tools: list[dict] | None) -> list[str]:
         # Spoken replies only: a tool call the model wrote earlier may rightly be written again.
         kept = self._trim(history, tools)
-        replies = [ids(m.content) for m in kept if m.role == "assistant" and "<tool_call>" not in m.content]
-        return CopyGuard(replies, ids(" " + user_text.strip()))
+        return [m.content for m in kept if m.role == "assistant" and "<tool_call>" not in m.content]
 
     @property
     def _history_budget(self) -> int:
@@ -541,6 +544,7 @@ class LlamaBackend(LLMBackend):
             tokens = self._tokens(history, user_text, tools, after)
             matcher = StopMatcher(tuple(getattr(self.prompt, "stop", ())))
             self.decoder.guard = self._guard(history, user_text, tools) if self.options.copy_guard else None
+            repeated = RepeatedSentenceStop(self._replies(history, tools)) if self.options.copy_guard else None
             eos = self.llm.token_eos()
             out_ids: list[int] = []
             emitted = 0
@@ -628,9 +632,11 @@ class LlamaBackend(LLMBackend):
                         continue  # a multi-byte character is split across tokens
                     piece, emitted = text[emitted:], len(text)
                     released = matcher.feed(piece)
+                    if released and repeated is not None:
+                        released = repeated.feed(released)
                     if released:
                         yield released
-                    if matcher.stopped:
+                    if matcher.stopped or (repeated is not None and repeated.stopped):
                         st.finish_reason = "stop"
                         break
                     if len(out_ids) >= max_tokens:
@@ -644,6 +650,8 @@ class LlamaBackend(LLMBackend):
             finally:
                 gen.close()
             tail = matcher.flush()
+            if repeated is not None:
+                tail = repeated.feed(tail) + repeated.flush()
             if tail and not st.cancelled:
                 yield tail
 

@@ -25,7 +25,8 @@ SPEECH_SYSTEM_PROMPT = (
     "You are a knowledgeable, friendly voice assistant in a spoken conversation. Your words are read aloud, "
     "so reply in one short, plain sentence. When asked a question, answer it with the correct fact. When the "
     "user says something else, reply to what they just said in your own words, for example with a short "
-    "comment or question; do not repeat their words and do not repeat your earlier replies."
+    "comment or question; do not repeat their words and do not repeat your earlier replies. Do not end every "
+    "reply with a question, and do not offer more help."
 )
 """The default persona, written for speech; replace it with ``--system`` or ``AgentOptions.system``."""
 
@@ -34,12 +35,21 @@ SPEECH_EXAMPLES: tuple[tuple[str, str], ...] = (
     ("Who discovered penicillin?", "Alexander Fleming discovered penicillin, in 1928."),
     ("How many weeks are there in a year?", "There are 52 weeks in a year."),
     ("I just got back from a long walk by the river.", "That sounds lovely. Did you see anything nice on the way?"),
+    ("The old lighthouse keeper lit the lamp every evening.", "That's a lovely image. Is it from a story you're reading?"),
     ("What's nine times six?", "Nine times six is 54."),
+    ("Forty.", "Forty of what? Tell me a little more."),
+    ("Could you please lock the front door?", "I can't control devices from here, sorry."),
+    ("What's on my calendar today?", "I can't see your calendar or a clock, sorry."),
 )
 """Example exchanges shown to instruction-tuned models after the system prompt: a direct answer, a reply
 to a remark that neither echoes it nor answers a question nobody asked. Measured on the question set's tune
 split (Qwen2.5-Coder 1.5B: 22/24 with them, 22/24 without; on the real-speech session replies that read the
-user's line back: 8 of 29 with them, 27 of 29 without)."""
+user's line back: 8 of 29 with them, 27 of 29 without). A sentence read out (a line from a book) and a lone word
+were added in session 11: on the real-speech session's heard lines as one conversation, text in
+(``examples/conversation_eval.py``), replies that read the user's line back fell from 14 of 29 to 3; "do not end
+every reply with a question" in the persona took the tail "Did you have any other plans?" off most replies. The
+last two examples keep a model without tools from making up the time ("It's 12:00 PM.") or claiming to have
+switched a lamp on; the same said as an instruction in the persona changed nothing."""
 
 
 def split_system(history: list[Message]) -> tuple[str | None, list[Message]]:

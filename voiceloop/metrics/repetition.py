@@ -8,6 +8,7 @@ else; the same question asked twice may get the same answer.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,6 +21,11 @@ class RepetitionReport:
     distinct: int
     repeats: tuple[int, ...]
     """Indices of replies flagged as copies of an earlier reply."""
+    echoes: tuple[int, ...] = ()
+    """Indices of replies that read the user's own line back (``reads_back``)."""
+    formulas: tuple[int, ...] = ()
+    """Indices of replies with a later sentence that opens (three words) like a sentence of an earlier reply: a
+    closing formula ("Is there anything else you need ...?") said turn after turn."""
 
     @property
     def distinct_ratio(self) -> float:
@@ -30,18 +36,60 @@ def _key(text: str) -> tuple[str, ...]:
     return tuple(normalize(text))
 
 
+def _longest_run(a: Sequence[str], b: Sequence[str]) -> int:
+    best = 0
+    prev = [0] * (len(b) + 1)
+    for x in a:
+        cur = [0] * (len(b) + 1)
+        for j, y in enumerate(b, 1):
+            if x == y:
+                cur[j] = prev[j - 1] + 1
+                best = max(best, cur[j])
+        prev = cur
+    return best
+
+
+def reads_back(user: str, reply: str) -> bool:
+    """The reply says the user's line back instead of answering it: it holds a run of at least 80 % of the
+    user's words in order, which make at least half of the reply ("He was not an ill-disposed young man." -> the
+    same; "What time is it?" -> the same).
+    Lines of one or two words are not judged: a greeting is answered in kind ("Good night." -> "Good night!").
+    Restating part of a request ("the living room lamp is on") is not a read-back."""
+    u, r = _key(user), _key(reply)
+    if len(u) <= 2 or not r:
+        return False
+    run = _longest_run(u, r)
+    # Most of the reply, too: "Ten of clubs is the rank of a card in poker." answers "ten of clubs".
+    return run >= 0.8 * len(u) and run >= 0.5 * len(r)
+
+
 def repetition(user_texts: Sequence[str], replies: Sequence[str]) -> RepetitionReport:
     """Flag every reply equal (in words) to an earlier reply given to a different user line."""
     seen: dict[tuple[str, ...], set[tuple[str, ...]]] = {}
     repeats = []
+    echoes = []
+    formulas = []
+    openings: set[tuple[str, ...]] = set()
     keys = []
     for i, (user, reply) in enumerate(zip(user_texts, replies, strict=True)):
         r, u = _key(reply), _key(user)
         if not r:
             continue
         keys.append(r)
+        if reads_back(user, reply):
+            echoes.append(i)
+        sentences = [tuple(normalize(x)[:3]) for x in re.split(r"(?<=[.!?])\s+", reply) if x.strip()]
+        if any(o in openings for o in sentences[1:] if len(o) == 3):
+            formulas.append(i)
+        openings.update(o for o in sentences if len(o) == 3)
         asked = seen.setdefault(r, set())
         if asked and u not in asked:
             repeats.append(i)
         asked.add(u)
-    return RepetitionReport(replies=len(keys), distinct=len(set(keys)), repeats=tuple(repeats))
+    return RepetitionReport(
+        replies=len(keys),
+        distinct=len(set(keys)),
+        repeats=tuple(repeats),
+        echoes=tuple(echoes),
+        formulas=tuple(formulas),
+    )

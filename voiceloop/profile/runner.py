@@ -271,10 +271,14 @@ def build_report(
         "n": sum(r.replies for _, r in reps),
         "distinct": len(distinct),
         "repeats": sum(len(r.repeats) for _, r in reps),
+        "echoes": sum(len(r.echoes) for _, r in reps),
+        "formulas": sum(len(r.formulas) for _, r in reps),
     }
     for g, r in reps:
         for i in r.repeats:
             g[i]["repeat"] = True
+        for i in r.echoes:
+            g[i]["echo"] = True
     refd = [t for t in turns if "reference" in t]
     if refd:
         summary["wer"] = wer([t["reference"] for t in refd], [t["transcript"] for t in refd])
@@ -319,7 +323,10 @@ def format_table(report: dict[str, Any]) -> str:
     )
     if "replies" in s:
         r = s["replies"]
-        lines.append(f"replies: {r['distinct']} distinct of {r['n']}, {r['repeats']} copied an earlier reply")
+        lines.append(
+            f"replies: {r['distinct']} distinct of {r['n']}, {r['repeats']} copied an earlier reply, "
+            f"{r.get('echoes', 0)} read the user's line back, {r.get('formulas', 0)} closed with an earlier opening"
+        )
     lag = s.get("input_lag_ms") or {}
     if lag.get("p50") is not None:
         lines.append(

@@ -1,0 +1,67 @@
+"""One conversation, text in, through the real LLM: how many replies read the user's line back, copy an
+earlier reply or close with an earlier sentence's opening (``voiceloop.metrics.repetition``).
+
+    # the lines of a text file (one user line each; # comments skipped) as one conversation
+    python examples/conversation_eval.py examples/conversations/remarks.txt [--llm NAME] [--json out.json]
+    # the transcripts of a `voiceloop profile --json` run (what the recogniser heard), as one conversation
+    python examples/conversation_eval.py q15.json
+
+The history is kept as the agent keeps it (every exchange, trimmed by tokens in the backend), greedy replies of
+at most the agent's ``max_reply_tokens``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from voiceloop.metrics.repetition import repetition
+from voiceloop.pipeline.agent import AgentOptions
+
+
+def load_lines(path: Path) -> list[str]:
+    if path.suffix == ".json":
+        return [t["transcript"] for t in json.loads(path.read_text())["turns"] if t.get("transcript")]
+    lines = [ln.strip() for ln in path.read_text().splitlines()]
+    return [ln for ln in lines if ln and not ln.startswith("#")]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("lines", type=Path)
+    ap.add_argument("--llm", help="catalog name or GGUF path (default: the default LLM)")
+    ap.add_argument("--json")
+    args = ap.parse_args()
+
+    from voiceloop.cli.llm_args import resolve_model
+    from voiceloop.llm.llama import LlamaBackend, LlamaOptions
+    from voiceloop.llm.prompt import Message
+
+    llm = LlamaBackend(LlamaOptions(model=resolve_model(args.llm)))
+    lines = load_lines(args.lines)
+    history: list[Message] = []
+    replies: list[str] = []
+    t0 = time.perf_counter()
+    for line in lines:
+        reply = "".join(llm.stream(history, line, max_tokens=AgentOptions().max_reply_tokens)).strip()
+        replies.append(reply)
+        history += [Message("user", line), Message("assistant", reply)]
+    rep = repetition(lines, replies)
+    for i, (line, reply) in enumerate(zip(lines, replies, strict=True)):
+        mark = "ECHO " if i in rep.echoes else "COPY " if i in rep.repeats else "FORM " if i in rep.formulas else "     "
+        print(f"{mark}{line[:60]!r} -> {reply[:90]!r}")
+    print(
+        f"{llm.model_path.name}: {len(lines)} turns, {rep.distinct} distinct replies, {len(rep.repeats)} copied an "
+        f"earlier reply, {len(rep.echoes)} read the user's line back, {len(rep.formulas)} closed with an earlier "
+        f"sentence's opening ({time.perf_counter() - t0:.0f} s)"
+    )
+    if args.json:
+        out = {"lines": lines, "replies": replies, "echoes": list(rep.echoes), "repeats": list(rep.repeats)}
+        out["formulas"] = list(rep.formulas)
+        Path(args.json).write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
