@@ -137,6 +137,7 @@ def test_clock_times_are_written_as_times_only_after_a_time_preposition():
     assert clock_times("At 7.15 remind me to leave.") == "At 7:15 remind me to leave."
     assert clock_times("Remind me at 6.30pm to water the plants.") == "Remind me at 6:30pm to water the plants."
     assert clock_times("wake me at 1230 a.m.") == "wake me at 12:30 a.m."
+    assert clock_times("At 7 15 remind me.") == "At 7:15 remind me."
     # Numbers that are not clock times stay as they are.
     for keep in ("Bake at 350 degrees.", "It grew at 3.14 percent.", "at 7.5 meters", "It costs 7.15.", "at 9.75"):
         assert clock_times(keep) == keep

@@ -109,14 +109,14 @@ def strip_repeats(text: str, min_words: int = 3) -> str:
 
 
 _TIME_WORD = r"\b(at|by|until|till|before|after|from)\s+"
-_CLOCK_DOT = re.compile(_TIME_WORD + r"([01]?\d|2[0-3])\.([0-5]\d)(?![.,]?\d|\s*(?:%|percent))", re.I)
+_CLOCK_DOT = re.compile(_TIME_WORD + r"([01]?\d|2[0-3])[. ]([0-5]\d)(?![.,]?\d|\s*(?:%|percent))", re.I)
 _CLOCK_RUN = re.compile(_TIME_WORD + r"([1-9]|1[0-2])([0-5]\d)(\s*[ap]\.?\s?m\b)", re.I)
 
 
 def clock_times(text: str) -> str:
-    """Write a spoken clock time as one: "at 7.15" -> "at 7:15", "at 715 pm" -> "at 7:15 pm".
+    """Write a spoken clock time as one: "at 7.15" / "at 7 15" -> "at 7:15", "at 715 pm" -> "at 7:15 pm".
 
-    Whisper writes "seven fifteen" British-style with a dot, or as one number; read after "at" the dot looks like
+    Whisper writes "seven fifteen" British-style with a dot, or as one number or two; read after "at" the dot looks like
     a decimal and the number like a count (seen: "At 7.15 remind me ..." set in 7 minutes). Only after a time
     preposition, and the run of digits only with am/pm after it ("bake at 350" stays a temperature).
     """
