@@ -211,7 +211,7 @@ class LlamaBackend(LLMBackend):
             k += block
         return head + turns[starts[min(k, n)] :]
 
-    def _guard(self, history: list[Message], user_text: str, tools: list[dict] | None = None) -> CopyGuard:
+    def _guard(self, replies: list[str], user_text: str) -> CopyGuard:
         def ids(text: str) -> list[int]:
             got = self._reply_ids.get(text)
             if got is None:
@@ -221,8 +221,7 @@ class LlamaBackend(LLMBackend):
                 self._reply_ids[text] = got
             return got
 
-        replies = [ids(text) for text in self._replies(history, tools)]
-        return CopyGuard(replies, ids(" " + user_text.strip()))
+        return CopyGuard([ids(text) for text in replies], ids(" " + user_text.strip()))
 
     def _replies(self, history: list[Message], tools: list[dict] | None) -> list[str]:
         # Spoken replies only: a tool call the model wrote earlier may rightly be written again.
@@ -543,8 +542,9 @@ class LlamaBackend(LLMBackend):
             st.wait_ms = (t0 - t_wait) / 1e6
             tokens = self._tokens(history, user_text, tools, after)
             matcher = StopMatcher(tuple(getattr(self.prompt, "stop", ())))
-            self.decoder.guard = self._guard(history, user_text, tools) if self.options.copy_guard else None
-            repeated = RepeatedSentenceStop(self._replies(history, tools)) if self.options.copy_guard else None
+            said = self._replies(history, tools) if self.options.copy_guard else None
+            self.decoder.guard = self._guard(said, user_text) if said is not None else None
+            repeated = RepeatedSentenceStop(said) if said is not None else None
             eos = self.llm.token_eos()
             out_ids: list[int] = []
             emitted = 0
