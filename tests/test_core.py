@@ -255,3 +255,11 @@ def test_profile_gives_a_turn_to_the_clip_its_speech_is_in():
     first_voiced_window_start = b.start_ns - 25_000_000
     assert _span_at([a, b], first_voiced_window_start + WINDOW_NS) is b
     assert _span_at([a, b], 1_000_000_000 + WINDOW_NS) is a
+
+
+def test_the_repetition_metrics_leave_a_tool_turns_filler_out():
+    from voiceloop.profile.runner import _said
+
+    turn = {"reply": "One moment. The time in Tokyo is 9 pm.", "tools": [{"filler": "One moment."}, {"name": "t"}]}
+    assert _said(turn) == "The time in Tokyo is 9 pm."
+    assert _said({"reply": "One moment. Sure.", "tools": []}) == "One moment. Sure."

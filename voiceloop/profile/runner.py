@@ -206,6 +206,16 @@ def load_references(path: Path) -> dict[str, str]:
     return {Path(r["file"]).name: r["transcript"] for r in rows}
 
 
+def _said(turn: dict) -> str:
+    """The reply as the model wrote it: a tool turn's filler ("One moment.") is the pipeline's, not a sentence the
+    repetition metrics should hold against the model."""
+    reply = turn["reply"] or ""
+    for rec in turn.get("tools") or []:
+        if "filler" in rec and reply.startswith(rec["filler"]):
+            reply = reply[len(rec["filler"]) :].lstrip()
+    return reply
+
+
 def build_report(
     spans: list[InputSpan],
     budgeter: LatencyBudgeter,
@@ -265,7 +275,7 @@ def build_report(
         "input_lag_ms": budgeter.input_lag,
     }
     groups = [[t] for t in answered] if separate else [answered]
-    reps = [(g, repetition([t["transcript"] or "" for t in g], [t["reply"] or "" for t in g])) for g in groups]
+    reps = [(g, repetition([t["transcript"] or "" for t in g], [_said(t) for t in g])) for g in groups]
     distinct = {tuple(normalize(t["reply"])) for t in answered if t["reply"] and normalize(t["reply"])}
     summary["replies"] = {
         "n": sum(r.replies for _, r in reps),
