@@ -568,6 +568,8 @@ class LlamaBackend(LLMBackend):
                 first, alone_logits = self._eval_marked(ids, tail, len(ids), marks, signals, alone)
                 self._store_signals(key, signals)
                 st.prompt_ms = (time.perf_counter_ns() - t0) / 1e6
+                # Here too, not only in the decoder: a tool call returns before it runs.
+                st.prompt_tokens, st.reused_tokens, st.evaluated_tokens = len(ids), reused, len(ids) - reused
                 if st.on_prompt is not None:
                     st.on_prompt()
             if tools and first is not None:
