@@ -49,6 +49,8 @@ def seconds_until(when: str, now: datetime) -> float:
     clock time ("18:30", "6:30 pm", "9 a.m."; without am/pm, the next time the clock shows it)."""
     w = re.sub(r"\b([ap])\.?\s?m\b\.?", r"\1m", when.lower().strip())
     w = w.replace("noon", "12 pm").replace("midnight", "12 am")
+    # "in 9 am", "by 6:30 pm": a clock time all the same (the model's preposition); a bare "in 7" stays unreadable.
+    w = re.sub(r"^(?:in|by|for)\s+(?=\d{1,2}(?:[:.]\d{2})?\s*[ap]m\b|\d{1,2}[:.]\d{2}\b)", "", w)
     if not re.search(r"\d\s*[ap]m\b|\d:\d|\bat\b", w) and (parts := _DELAY.findall(w)):
         total = 0.0
         for n, unit in parts:
