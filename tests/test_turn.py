@@ -178,9 +178,11 @@ def test_real_llm_reads_end_of_turn_signals_with_its_prompt(engines):
     assert done["eom"] > 0.5 and open_["eom"] < 0.01
     assert done["punct"] > open_["punct"]
     # The signals come with the reply's own prompt evaluation: the same greedy reply as before.
-    a = "".join(llm.stream([], "Name a colour.", max_tokens=8))
+    # A question with one answer: an open one ("Name a colour.") can sit on a near-tie that the kernels' rounding
+    # for another batch split tips ("Blue is a popular colour." / "Blue is a colour.").
+    a = "".join(llm.stream([], "What is two plus two?", max_tokens=8))
     llm.llm.n_tokens = 0  # cold cache: a different split of the evaluation
-    b = "".join(llm.stream([], "Name a colour.", max_tokens=8))
+    b = "".join(llm.stream([], "What is two plus two?", max_tokens=8))
     assert a == b and a.strip()
 
 
