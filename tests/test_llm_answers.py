@@ -76,17 +76,23 @@ def test_a_later_sentence_that_opens_like_an_earlier_ones_ends_the_reply():
     assert stop.feed("Ok. Then") == "Ok. " and stop.feed(" we go on") == "Then we go on"
 
 
+def _converse(llm, path: Path) -> tuple[list[str], list[str]]:
+    """The file's lines as one conversation through the real model, as the agent holds it."""
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    history: list[Message] = []
+    replies = []
+    for line in lines:
+        reply = "".join(llm.stream(history, line, max_tokens=48)).strip()
+        replies.append(reply)
+        history += [Message("user", line), Message("assistant", reply)]
+    return lines, replies
+
+
 @pytest.mark.models
 def test_a_conversation_of_remarks_gets_replies_not_read_backs_or_a_formula(engines):
     """The default model over 24 remarks, fragments and short answers: it answered remarks by reading them back
     and closed nearly every reply with "Is there anything else you need ...?" before session 11."""
-    lines = [ln for ln in REMARKS.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
-    history: list[Message] = []
-    replies = []
-    for line in lines:
-        reply = "".join(engines.llm.stream(history, line, max_tokens=48)).strip()
-        replies.append(reply)
-        history += [Message("user", line), Message("assistant", reply)]
+    lines, replies = _converse(engines.llm, REMARKS)
     said = list(zip(lines, replies, strict=True))
     rep = repetition(lines, replies)
     assert rep.echoes == () and rep.repeats == (), said
@@ -98,13 +104,7 @@ def test_a_conversation_of_remarks_gets_replies_not_read_backs_or_a_formula(engi
 def test_read_aloud_lines_are_answered_not_read_back(engines):
     """The real-speech set's 29 lines (book sentences, card names, commands) as Whisper heard them, as one
     conversation: 11 of them were read straight back before session 11."""
-    lines = [ln for ln in HEARD.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
-    history: list[Message] = []
-    replies = []
-    for line in lines:
-        reply = "".join(engines.llm.stream(history, line, max_tokens=48)).strip()
-        replies.append(reply)
-        history += [Message("user", line), Message("assistant", reply)]
+    lines, replies = _converse(engines.llm, HEARD)
     rep = repetition(lines, replies)
     assert len(rep.echoes) <= 4, [(lines[i], replies[i]) for i in rep.echoes]
     assert rep.repeats == ()

@@ -266,23 +266,28 @@ class ToolLLM(FakeLLM):
             yield f"Done: {after[-1].content}."
 
 
-async def test_agent_runs_a_tool_speaks_a_filler_and_the_answer(data_dir):
+async def _one_timer_turn(data_dir, llm, set_timer):
+    """One spoken request through the agent with the fake ASR/TTS and this LLM; (engines, events, said clauses)."""
     from voiceloop.audio.files import read_audio_16k
 
+    speech = read_audio_16k(data_dir / "voice2json_would_you_please_turn_on_living_room_lamp.wav")
+    audio = np.concatenate([speech, np.zeros(3 * 16000, np.float32)])
+    engines = Engines(asr=FakeASR(split_s=0), llm=llm, tts=FakeTTS())
+    clock = MonotonicClock()
+    agent = VoiceAgent(engines=engines, options=AgentOptions(prefill=False), clock=clock, tools=[set_timer])
+    events = [ev async for ev in agent.process(_frames(audio, clock))]
+    return engines, events, [e.text for e in events if isinstance(e, ReplyText)]
+
+
+async def test_agent_runs_a_tool_speaks_a_filler_and_the_answer(data_dir):
     @tool
     def set_timer(minutes: float) -> str:
         """Start a timer."""
         time.sleep(0.45)  # slower than the filler delay
         return f"timer set for {minutes:g} minutes"
 
-    speech = read_audio_16k(data_dir / "voice2json_would_you_please_turn_on_living_room_lamp.wav")
-    audio = np.concatenate([speech, np.zeros(3 * 16000, np.float32)])
     llm = ToolLLM('{"name": "set_timer", "arguments": {"minutes": 5}}')
-    engines = Engines(asr=FakeASR(split_s=0), llm=llm, tts=FakeTTS())
-    clock = MonotonicClock()
-    agent = VoiceAgent(engines=engines, options=AgentOptions(prefill=False), clock=clock, tools=[set_timer])
-    events = [ev async for ev in agent.process(_frames(audio, clock))]
-    said = [e.text for e in events if isinstance(e, ReplyText)]
+    engines, events, said = await _one_timer_turn(data_dir, llm, set_timer)
     assert said[0] == "One moment." and " ".join(said[1:]) == "Done: timer set for 5 minutes.", said
     assert not any("tool_call" in s for s in said)
     rec = next(e.record for e in events if isinstance(e, TurnMetrics))
@@ -310,21 +315,13 @@ class UnseenCallLLM(ToolLLM):
 
 
 async def test_a_call_written_unseen_gets_its_filler_from_when_it_started(data_dir):
-    from voiceloop.audio.files import read_audio_16k
-
     @tool
     def set_timer(minutes: float) -> str:
         """Start a timer."""
         return f"timer set for {minutes:g} minutes"
 
-    speech = read_audio_16k(data_dir / "voice2json_would_you_please_turn_on_living_room_lamp.wav")
-    audio = np.concatenate([speech, np.zeros(3 * 16000, np.float32)])
     llm = UnseenCallLLM('{"name": "set_timer", "arguments": {"minutes": 5}}')
-    engines = Engines(asr=FakeASR(split_s=0), llm=llm, tts=FakeTTS())
-    clock = MonotonicClock()
-    agent = VoiceAgent(engines=engines, options=AgentOptions(prefill=False), clock=clock, tools=[set_timer])
-    events = [ev async for ev in agent.process(_frames(audio, clock))]
-    said = [e.text for e in events if isinstance(e, ReplyText)]
+    engines, events, said = await _one_timer_turn(data_dir, llm, set_timer)
     assert said[0] == "One moment." and " ".join(said[1:]) == "Done: timer set for 5 minutes.", said
     rec = next(e.record for e in events if isinstance(e, TurnMetrics))
     # The filler is spoken while the call is still being written: before the model's first (visible) token.
