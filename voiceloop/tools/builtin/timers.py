@@ -121,8 +121,8 @@ class Timers:
 
         Args:
             text: what to remind them of, e.g. "call your mother".
-            when: when, as the user said it: a clock time ("18:30", "8:45", "6:30 pm", "9 am"; "at 8:45" is
-                a time of day, not minutes from now) or a delay ("in 20 minutes", "in an hour").
+            when: when, as the user said it: a delay ("in 20 minutes", "in an hour") or a clock time ("18:30",
+                "6:30 pm", "9 am").
         """
         # One free-form field, read here: given "in_minutes" and "at", the small models filled "in_minutes" for
         # "at 6:30 pm" (3 of 3 clock-time reminders in a conversation).
