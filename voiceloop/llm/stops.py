@@ -53,7 +53,9 @@ class RepeatedSentenceStop:
 
     def __init__(self, earlier: Iterable[str], words: int = 3) -> None:
         self.words = words
-        self.openings = {o for text in earlier for s in _sentences(text) if len(o := _opening(s, words)) == words}
+        from ..metrics.repetition import sentence_openings
+
+        self.openings = {o for text in earlier for o in sentence_openings(text, words) if len(o) == words}
         self._known = _OPENING_KNOWN.pattern % words
         self._text = ""
         self._out = 0
@@ -90,7 +92,3 @@ def _opening(sentence: str, words: int) -> tuple[str, ...]:
     from ..metrics.wer import normalize
 
     return tuple(normalize(sentence)[:words])
-
-
-def _sentences(text: str) -> list[str]:
-    return [s for s in _SENTENCE_END.split(text + " ") if s.strip()]

@@ -49,6 +49,11 @@ def _longest_run(a: Sequence[str], b: Sequence[str]) -> int:
     return best
 
 
+def sentence_openings(text: str, words: int = 3) -> list[tuple[str, ...]]:
+    """The first ``words`` words (normalised) of each sentence of ``text``; shorter sentences give fewer."""
+    return [tuple(normalize(x)[:words]) for x in re.split(r"(?<=[.!?])[\"')\]]*\s+", text) if x.strip()]
+
+
 def reads_back(user: str, reply: str) -> bool:
     """The reply says the user's line back instead of answering it: it holds a run of at least 80 % of the
     user's words in order, which make at least half of the reply ("He was not an ill-disposed young man." -> the
@@ -78,10 +83,10 @@ def repetition(user_texts: Sequence[str], replies: Sequence[str]) -> RepetitionR
         keys.append(r)
         if reads_back(user, reply):
             echoes.append(i)
-        sentences = [tuple(normalize(x)[:3]) for x in re.split(r"(?<=[.!?])\s+", reply) if x.strip()]
-        if any(o in openings for o in sentences[1:] if len(o) == 3):
+        said = sentence_openings(reply)
+        if any(o in openings for o in said[1:]):  # the first sentence may open as any earlier one did
             formulas.append(i)
-        openings.update(o for o in sentences if len(o) == 3)
+        openings.update(o for o in said if len(o) == 3)
         asked = seen.setdefault(r, set())
         if asked and u not in asked:
             repeats.append(i)
