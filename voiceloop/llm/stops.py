@@ -39,7 +39,7 @@ class StopMatcher:
 
 
 _SENTENCE_END = re.compile(r"[.!?]+[\"')\]]*\s+")
-_OPENING_KNOWN = re.compile(r"^\s*(?:[\w']+[^\w']+){%d}")
+_OPENING_KNOWN = r"^\s*(?:[\w']+[^\w']+){%d}"  # a template: the opening's first ``words`` words, each ended
 
 
 class RepeatedSentenceStop:
@@ -56,7 +56,7 @@ class RepeatedSentenceStop:
         from ..metrics.repetition import sentence_openings
 
         self.openings = {o for text in earlier for o in sentence_openings(text, words) if len(o) == words}
-        self._known = _OPENING_KNOWN.pattern % words
+        self._known = re.compile(_OPENING_KNOWN % words)
         self._text = ""
         self._out = 0
         self._checked = 0
@@ -76,7 +76,7 @@ class RepeatedSentenceStop:
         for m in _SENTENCE_END.finditer(self._text, self._checked):
             start = m.end()
             rest = self._text[start:]
-            if not final and not re.match(self._known, rest) and not _SENTENCE_END.search(rest):
+            if not final and not self._known.match(rest) and not _SENTENCE_END.search(rest):
                 safe = start  # this sentence's opening is not known yet: hold it
                 break
             if _opening(rest, self.words) in self.openings:
