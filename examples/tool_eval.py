@@ -99,10 +99,27 @@ def right(req: dict, call: dict | None) -> bool:
     return False
 
 
+def _invented(reply: str, sources: str) -> list[str]:
+    """Digits in the reply that neither the request nor the result holds (a rounding of a result's decimal and a
+    12-hour reading of its clock times allowed). Written apart from voiceloop.tools.faithful on purpose: the
+    score should not share the product's blind spots."""
+    have = set(re.findall(r"\d+(?:\.\d+)?", sources.replace(",", "")))
+    for x in list(have):
+        if "." in x:
+            whole, frac = x.split(".")
+            have |= {whole, str(round(float(x)))} | {f"{whole}.{frac[:k]}" for k in range(1, len(frac))}
+            have |= {str(round(float(x), k)) for k in range(1, len(frac))}
+    have |= {str(int(h) % 12 or 12) for h in re.findall(r"\b(\d{1,2}):\d{2}", sources)}
+    return [n for n in re.findall(r"\d+(?:\.\d+)?", reply.replace(",", "")) if n not in have and n not in {"0", "1"}]
+
+
 def answer_ok(req: dict, call: dict | None, reply: str, result: str | None) -> bool:
-    """The spoken answer after a right call: it exists, claims no failure, and carries a computed number."""
+    """The spoken answer after a right call: it exists, claims no failure, says no number from nowhere, and
+    carries a computed number."""
     text = reply.lower()
     if not right(req, call) or not text.strip() or re.search(r"\b(sorry|can't|cannot|unable|error)\b", text):
+        return False
+    if _invented(reply, f"{req['text']} {result or ''} {json.dumps(call)}"):
         return False
     if req["tool"] == "calculate":
         return str(req["expect"]["value"]) in text.replace(",", "")

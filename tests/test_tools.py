@@ -300,6 +300,73 @@ async def test_agent_runs_a_tool_speaks_a_filler_and_the_answer(data_dir):
     engines.close()
 
 
+class ImitatingLLM(ToolLLM):
+    """Answers after the tool result with a number from nowhere, as the 1.5B did in a spoken session ("Start a
+    5 minute timer." → set_timer(5) → "The answer is 1025.", imitating "The answer is 1024." two turns before)."""
+
+    def __init__(self, call: str, follow_up: list[str]) -> None:
+        super().__init__(call)
+        self.follow_up = follow_up
+        self.yielded_after = 0
+
+    def stream(self, history, user_text, *, after=None, **kw):
+        if not after:
+            yield from super().stream(history, user_text, after=after, **kw)
+            return
+        for piece in self.follow_up:
+            self.yielded_after += 1
+            time.sleep(0.05)  # a token's time: the reply's checks keep up with the model, as with a real one
+            yield piece
+
+
+_MORE = [" It", " goes", " on", " and", " on", " for", " a", " while."]
+
+
+@pytest.mark.parametrize(
+    ("follow_up", "heard", "stopped"),
+    [
+        # The first sentence invents: the user hears the tool's result instead (after the fragment already said).
+        (["The answer", " is 1025.", " It is", " done.", *_MORE], ["The answer", "Timer set for 5 minutes."], True),
+        (["That's 1025 minutes.", *_MORE], ["Timer set for 5 minutes."], True),
+        # A later clause invents: what was said stands, the rest is not said.
+        (["The timer is set for 5 minutes.", " That is", " 17 eggs.", *_MORE], ["The timer is set for 5 minutes."], True),
+        # Faithful (a number word): said whole.
+        (["Five minutes,", " starting now."], ["Five minutes,", "starting now."], False),
+    ],
+)
+async def test_a_follow_up_that_invents_a_number_is_not_said(data_dir, follow_up, heard, stopped):
+    @tool
+    def set_timer(minutes: float) -> str:
+        """Start a timer."""
+        return f"timer set for {minutes:g} minutes"
+
+    llm = ImitatingLLM('{"name": "set_timer", "arguments": {"minutes": 5}}', follow_up)
+    engines, events, said = await _one_timer_turn(data_dir, llm, set_timer)
+    said = [s for s in said if s != "One moment."]
+    assert said == heard, said
+    rec = next(e.record for e in events if isinstance(e, TurnMetrics))
+    assert rec.reply.endswith(" ".join(heard)) and "1025" not in rec.reply and "17" not in rec.reply
+    assert bool([t for t in rec.tools if "unfaithful" in t]) == stopped, rec.tools
+    if stopped:
+        # The round stopped at the invention, not at the end of the reply.
+        assert llm.yielded_after < len(follow_up), llm.yielded_after
+    engines.close()
+
+
+def test_faithful_numbers_and_the_result_sentence():
+    from voiceloop.tools.faithful import Sources, result_sentence
+
+    src = Sources(["What is 72 degrees Fahrenheit in Celsius?", "72 fahrenheit = 22.22 celsius"])
+    assert src.unsupported("That is 22.22 degrees, about 22, or twenty-two.") == []
+    assert src.unsupported("That is 22.3 degrees.") == [22.3]
+    clock = Sources(["in Tokyo: Friday 27 November 2026, 21:57 (JST, UTC+09:00)"])
+    assert clock.unsupported("It is 9:57 pm on Friday the 27th.") == [] and clock.unsupported("It is 10:57.") == [10]
+    assert result_sentence(["7 * 8 * 9 = 504"]) == "The answer is 504."
+    assert result_sentence(["10 feet = 3.048 meters"]) == "10 feet is 3.048 meters."
+    assert result_sentence(["light.living_room turned on (200)"]) == "The living room light turned on."
+    assert result_sentence(["error: set_timer failed: boom"]) == "Sorry, that did not work."
+
+
 class UnseenCallLLM(ToolLLM):
     """Writes its call unseen, as the backend does for an unsure decision: it says the call started, takes 0.6 s,
     and only then yields the whole call."""
@@ -578,6 +645,11 @@ def test_a_call_is_grounded_only_in_values_the_user_said():
     assert not grounded({"expression": "14 - 5"}, "Who wrote Romeo and Juliet?")
     assert not grounded({"area": "bedroom lamp"}, "I'm feeling a bit tired today.")
     assert not grounded({}, "Tell me a joke.")
+    # A tool that needs no argument: nothing to take from the request, so only an invented number drops it.
+    assert grounded({"place": "local"}, "What day of the week is it?", required=[])
+    assert grounded({}, "What day of the week is it?", required=[])
+    assert not grounded({"minutes": 10, "label": "breakfast"}, "What's your name?", required=[])
+    assert not grounded({"area": "bedroom lamp"}, "I'm feeling a bit tired today.", required=["area"])
 
 
 def test_real_unsure_calls_are_kept_only_when_grounded(engines):

@@ -165,6 +165,8 @@ async def _assistant(engines, args: argparse.Namespace) -> None:
                 if "name" in call:
                     args = ", ".join(f"{k}={v!r}" for k, v in call["arguments"].items())
                     ui.line(f"    tool {call['name']}({args}) -> {call['result'][:80]!r} in {call['ms']:.0f} ms")
+                elif "unfaithful" in call:
+                    ui.line(f"    follow-up {call['unfaithful']!r} stopped: {call['numbers']} is in no tool result")
             ui.set("listening")
         elif isinstance(ev, Announcement):
             ui.line(f'[{"announcement"}] agent: "{ev.text}"  first audio {ev.late_ms:.0f} ms after it was due')

@@ -30,6 +30,11 @@ class GenerationStats:
     accepted_tokens: int = 0
     cancelled: bool = False
     finish_reason: str = ""
+    call_probability: float | None = None
+    """The model's probability of opening a tool call (read on the request alone); None when no tools were offered."""
+    call_decision: str = ""
+    """How the tool decision went: "call", "answer", "unsure: kept" or "unsure: dropped" (the call written unseen
+    and judged on its arguments, ``voiceloop.tools.grounding``); "" when no tools were offered."""
     on_prompt: Callable[[], None] | None = field(default=None, repr=False, compare=False)
     """Called on the LLM's thread once the prompt is evaluated: from then on ``turn_signals`` can be read, even
     when the first token comes much later (a tool call written unseen before it is kept)."""

@@ -451,7 +451,7 @@ class LlamaBackend(LLMBackend):
         try:
             call = json.loads(body)
             ok = isinstance(call, dict) and isinstance(call.get("arguments"), dict)
-            ok = ok and grounded(call["arguments"], user_text)
+            ok = ok and grounded(call["arguments"], user_text, _required(tools, call.get("name")))
         except ValueError:
             ok = False
         log.debug("unsure call (P %.2f) %s: %s", self.last_call_probability, "kept" if ok else "dropped", body)
@@ -583,13 +583,15 @@ class LlamaBackend(LLMBackend):
                 else:
                     call = self._wants_call(history, first, alone_logits)
                     band = self.options.tool_call_band
-                    p = self.last_call_probability
+                    p = st.call_probability = self.last_call_probability
                     if not call and band is not None and p is not None and p >= band:
                         kept = self._grounded_call(tools, stop, st, t0, user_text)
+                        st.call_decision = "unsure: kept" if kept is not None else "unsure: dropped"
                         if kept is not None:
                             yield kept
                             st.finish_reason = "tool_call"
                             return
+                st.call_decision = st.call_decision or ("call" if call else "answer")
                 if call:
                     yield from self._tool_call(tools, stop, st, t0)
                     st.finish_reason = "tool_call"
@@ -691,3 +693,12 @@ def _load(
         raise ModelNotFoundError(f"cannot load GGUF model {path}: {exc}") from None
     finally:
         low.llama_context_default_params = default
+
+
+def _required(tools: list[dict], name: object) -> list[str] | None:
+    """The offered tool's required parameters (None: no such tool, so nothing is known about them)."""
+    for t in tools:
+        f = t.get("function", t)
+        if f.get("name") == name:
+            return list((f.get("parameters") or {}).get("required") or [])
+    return None

@@ -23,6 +23,7 @@ from ..core.frames import AudioFrame
 from ..llm.backend import GenerationStats, LLMBackend
 from ..llm.prompt import Message
 from ..tools.calls import ToolCall, ToolCallFilter
+from ..tools.faithful import Sources, result_sentence
 from ..tools.runner import ToolResult, ToolRunner
 from ..tts.clauses import ClauseSplitter
 from ..tts.speech_text import MarkupFilter, speakable
@@ -303,10 +304,19 @@ class ReplyJob:
         if schemas and last:
             extra["tool_choice"] = "none"  # the last round answers with what the tools returned
 
+        # After tool results, each clause's numbers must come from the results, the calls or the request
+        # (``voiceloop.tools.faithful``); the first clause that invents one ends the round here (the job goes
+        # on: ``halt`` is this round's, ``self.stop`` the job's).
+        sources = Sources([text, *(m.content for m in after)]) if after else None
+        halt = threading.Event()
+        said: list[str] = []
+
         def produce() -> None:
             # Runs on the LLM thread: the lazy token generator is consumed here, never on the loop.
             try:
                 for piece in eng.llm.stream(self.history, text, stop=self.stop, max_tokens=max_tokens, stats=stats, **extra):
+                    if halt.is_set():
+                        break  # closes the generator: the backend stops within this token
                     loop.call_soon_threadsafe(tokens.put_nowait, (clock.now_ns(), piece))
                     # Bounded wait: a stalled TTS must not pin the LLM thread forever.
                     self.llm_gate.wait(timeout=0.5)
@@ -321,6 +331,22 @@ class ReplyJob:
         parts: list[str] = []
 
         async def say(clause: str) -> None:
+            if halt.is_set():
+                return
+            if sources is not None and (invented := sources.unsupported(clause)):
+                halt.set()
+                self.llm_gate.set()
+                # Stop after a whole sentence; after nothing or a fragment ("The answer"), say the result.
+                whole = bool(said) and said[-1].rstrip().endswith((".", "!", "?"))
+                log.info("follow-up %r says %s, which no tool result holds: %s", clause, invented,
+                         "stopped there" if whole else "the result is said instead")  # fmt: skip
+                self.tool_records.append({"unfaithful": clause, "numbers": invented})
+                if whole:
+                    return
+                clause = result_sentence(m.content for m in after if m.role == "tool")
+                if not clause:
+                    return
+            said.append(clause)
             if self._filler is not None and not self._filler.done():
                 self._filler.cancel()  # the answer came in time: no filler
             if "first_clause" not in self.marks:
@@ -355,7 +381,8 @@ class ReplyJob:
             tail = splitter.flush()
             for clause in [*rest, *([tail] if tail else [])]:
                 await say(clause)
-            spoken.append(reply)
+            # What the user heard is what the history keeps: not an answer that was stopped for inventing.
+            spoken.append(" ".join(said) if halt.is_set() else reply)
             await llm_done
         finally:
             if not llm_done.done():

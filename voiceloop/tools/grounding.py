@@ -6,7 +6,9 @@ its arguments come from nowhere: "How many legs does a spider have?" → ``calcu
 values from the request: "How many ounces in three pounds?" → ``convert_units(3, ...)``.
 So a call is grounded when every number in its arguments was said (in digits or words; a zero
 is an unused field, not a value) and at least one argument was said (a number, or a word of a
-string argument). Values the model derives ("an hour and a half" → 90 minutes) fail the test:
+string argument). A tool that needs no argument ("What day of the week is it?" → ``current_time()``, or with
+``place="local"`` for its optional field) has nothing to take from the request: its call is grounded unless it
+carries a number nobody said. Values the model derives ("an hour and a half" → 90 minutes) fail the test:
 it is only asked where the model's own probability of calling is unsure
 (``LlamaOptions.tool_call_band``).
 """
@@ -68,8 +70,9 @@ def _values(v: Any) -> Iterable[Any]:
         yield v
 
 
-def grounded(arguments: dict[str, Any], text: str) -> bool:
-    """Every number in the call's arguments was said, and at least one argument was."""
+def grounded(arguments: dict[str, Any], text: str, required: Iterable[str] | None = None) -> bool:
+    """Every number in the call's arguments was said, and at least one argument was (unless ``required``, the
+    tool's required parameters, is given and empty: then the numbers alone decide)."""
     said = spoken_numbers(text)
     words = {w[:5] for w in re.findall(r"[a-z]{3,}", text.lower())}  # a crude stem: "lights" ~ "light"
     anchored = False
@@ -84,4 +87,4 @@ def grounded(arguments: dict[str, Any], text: str) -> bool:
             anchored = True
         elif isinstance(v, str) and any(w[:5] in words for w in re.findall(r"[a-z]{3,}", v.lower())):
             anchored = True
-    return anchored
+    return anchored or (required is not None and not list(required))
