@@ -20,6 +20,7 @@ from voiceloop import AgentOptions, Engines, VoiceAgent
 from voiceloop.core.clock import ManualClock, MonotonicClock
 from voiceloop.core.events import Announcement, ReplyAudio, ReplyText, TurnMetrics
 from voiceloop.errors import ConfigError
+from voiceloop.llm.backend import GenerationStats
 from voiceloop.tools import HomeAssistant, Timers, ToolCall, ToolCallFilter, ToolOptions, ToolRunner, check_call, tool
 from voiceloop.tools.builtin.calculator import evaluate
 from voiceloop.tools.builtin.clock import current_time, resolve_zone
@@ -325,8 +326,11 @@ _MORE = [" It", " goes", " on", " and", " on", " for", " a", " while."]
 @pytest.mark.parametrize(
     ("follow_up", "heard", "stopped"),
     [
-        # The first sentence invents: the user hears the tool's result instead (after the fragment already said).
-        (["The answer", " is 1025.", " It is", " done.", *_MORE], ["The answer", "Timer set for 5 minutes."], True),
+        # The first sentence invents: the user hears the tool's result instead (a follow-up's first clause is
+        # whole, not cut after two words: the filler already gave the first audio).
+        (["The answer", " is 1025.", " It is", " done.", *_MORE], ["Timer set for 5 minutes."], True),
+        # After a fragment already said (a comma), the result still follows.
+        (["Well,", " it's 1025.", *_MORE], ["Well,", "Timer set for 5 minutes."], True),
         (["That's 1025 minutes.", *_MORE], ["Timer set for 5 minutes."], True),
         # A later clause invents: what was said stands, the rest is not said.
         (["The timer is set for 5 minutes.", " That is", " 17 eggs.", *_MORE], ["The timer is set for 5 minutes."], True),
@@ -675,17 +679,20 @@ def test_real_unsure_calls_are_kept_only_when_grounded(engines):
 def _unsure_calls(llm, by_name, schemas) -> None:
     t, band = llm.options.tool_call_threshold, llm.options.tool_call_band
     f = ToolCallFilter()
-    f.feed("".join(llm.stream([], "How many ounces in three pounds?", max_tokens=64, tools=schemas)))
+    st = GenerationStats()
+    f.feed("".join(llm.stream([], "How many ounces in three pounds?", max_tokens=64, tools=schemas, stats=st)))
     f.flush()
     assert band <= llm.last_call_probability < t, llm.last_call_probability  # the unsure band, not the threshold
-    assert f.calls
+    assert f.calls and st.call_decision == "unsure: kept" and st.call_probability == llm.last_call_probability
     call = check_call(f.calls[0], by_name)
     assert call.name == "convert_units" and call.arguments["value"] == 3, call
     f = ToolCallFilter()
-    reply = f.feed("".join(llm.stream([], "How many legs does a spider have?", max_tokens=32, tools=schemas)))
+    st = GenerationStats()
+    reply = f.feed("".join(llm.stream([], "How many legs does a spider have?", max_tokens=32, tools=schemas, stats=st)))
     reply += f.flush()
     assert band <= llm.last_call_probability < t, llm.last_call_probability
     assert not f.calls and ("8" in reply or "eight" in reply.lower()), reply
+    assert st.call_decision == "unsure: dropped", st.call_decision
     with llm.lock:
         ids = list(llm.llm.input_ids[: llm.llm.n_tokens])
         prompt = llm._tokens([], "How many legs does a spider have?", schemas)

@@ -8,6 +8,7 @@ between tokens and chunks, so discarded work really stops.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import threading
@@ -325,7 +326,12 @@ class ReplyJob:
 
         eng.llm.yield_to_reply()  # a prefill still running stops at its next chunk
         llm_done = loop.run_in_executor(eng.llm_executor, produce)
-        splitter = ClauseSplitter(self.agent.options.clauses)
+        clause_options = self.agent.options.clauses
+        if after:
+            # A follow-up comes after the filler: no need to cut its first clause after two words, and a whole
+            # clause can be checked against the results before any of it is said ("The answer" + "is 1025.").
+            clause_options = dataclasses.replace(clause_options, first_max_words=clause_options.max_words)
+        splitter = ClauseSplitter(clause_options)
         markup = MarkupFilter()  # markdown and emoji never reach the clause splitter or the TTS
         calls_filter = ToolCallFilter()  # a tool call never reaches them either
         parts: list[str] = []
