@@ -698,3 +698,38 @@ def _unsure_calls(llm, by_name, schemas) -> None:
         prompt = llm._tokens([], "How many legs does a spider have?", schemas)
         tag = llm.llm.tokenize(b"<tool_call>", add_bos=False, special=True)
         assert ids[: len(prompt)] == prompt and tag[0] not in ids[len(prompt) :]
+
+
+@pytest.mark.models
+async def test_real_follow_up_that_imitates_an_earlier_answer_is_not_said(engines, paced_frames, ha_server):
+    """A real 46-turn spoken session's history, after which the default 1.5B answered "Start a 5 minute timer."
+    → set_timer(5) with "The answer is 1025." (imitating "The answer is 1024." two turns before). Spoken through
+    the agent, the user hears nothing invented; where the model still invents (it does on the machine this was
+    recorded on), the check is what stopped it."""
+    from voiceloop.audio.resample import resample
+    from voiceloop.llm.prompt import Message
+    from voiceloop.tools import builtin_tools
+    from voiceloop.tools.faithful import Sources
+
+    doc = json.loads((DATA / "tool_session_history.json").read_text())
+    history = [Message(m["role"], m["content"]) for m in doc["messages"]]
+    tts = engines.tts
+    pcm = np.concatenate(list(tts.synthesize("Start a 5 minute timer."))).astype(np.float32) / 32768.0
+    audio = np.concatenate([resample(pcm, tts.sample_rate, 16000), np.zeros(3 * 16000, np.float32)])
+    clock = MonotonicClock()
+    tools = [*builtin_tools(), Timers(clock=clock), HomeAssistant(ha_server.url, token="secret")]
+    agent = VoiceAgent(engines=engines, clock=clock, tools=tools, tool_options=ToolOptions())
+    agent.history = list(history)
+    events = [ev async for ev in agent.process(paced_frames(audio, clock))]
+    rec = next(e.record for e in events if isinstance(e, TurnMetrics))
+    calls = [t for t in rec.tools if "name" in t]
+    assert calls and calls[0]["name"] == "set_timer" and calls[0]["ok"], rec.tools
+    sources = Sources([rec.transcript, *(f"{c['arguments']} {c['result']}" for c in calls)])
+    assert rec.reply and not sources.unsupported(rec.reply), rec.reply
+    # What the model writes there without the check, from the same history and call:
+    call = f"<tool_call>\n{json.dumps({'name': calls[0]['name'], 'arguments': calls[0]['arguments']})}\n</tool_call>"
+    after = [Message("assistant", call), Message("tool", calls[0]["result"])]
+    schemas = agent.tool_runner.schemas()
+    raw = "".join(engines.llm.stream(history, rec.transcript, max_tokens=40, tools=schemas, after=after))
+    if sources.unsupported(raw):
+        assert any("unfaithful" in t for t in rec.tools), (raw, rec.tools)
