@@ -56,6 +56,10 @@ def test_reads_back_flags_a_line_said_back_not_a_restated_request():
     assert not reads_back("Good night.", "Good night.")  # a greeting is answered in kind
     assert not reads_back("What is the capital of France?", "The capital of France is Paris.")
     assert not reads_back("Would you please turn on the living room lamp?", "The living room lamp is on.")
+    # A question answered by restating it with the answer in the question word's place is an answer.
+    assert not reads_back("Who wrote Romeo and Juliet?", "William Shakespeare wrote Romeo and Juliet.")
+    assert not reads_back("Which ocean is the biggest?", "The Pacific Ocean is the biggest ocean.")
+    assert reads_back("What is due to the power on 10?", "The power on 10 is due to the power on 10.")
     rep = repetition(["What time is it?", "Hello."], ["What time is it?", "Hi there."])
     assert rep.echoes == (0,)
     formula = ["Nice. Is there anything else you need?", "Good. Is there anything else you want?"]

@@ -54,6 +54,11 @@ def sentence_openings(text: str, words: int = 3) -> list[tuple[str, ...]]:
     return [tuple(normalize(x)[:words]) for x in re.split(r"(?<=[.!?])[\"')\]]*\s+", text) if x.strip()]
 
 
+# Question words: a reply that drops the one asked and puts a new word in its place answers by restating
+# ("Who wrote Romeo and Juliet?" -> "William Shakespeare wrote Romeo and Juliet."). Closed-class words, not topics.
+_WH = frozenset({"who", "whom", "whose", "what", "which", "where", "when", "why", "how"})
+
+
 def reads_back(user: str, reply: str) -> bool:
     """The reply says the user's line back instead of answering it: it holds a run of at least 80 % of the
     user's words in order, which make at least half of the reply ("He was not an ill-disposed young man." -> the
@@ -65,7 +70,11 @@ def reads_back(user: str, reply: str) -> bool:
         return False
     run = _longest_run(u, r)
     # Most of the reply, too: "Ten of clubs is the rank of a card in poker." answers "ten of clubs".
-    return run >= 0.8 * len(u) and run >= 0.5 * len(r)
+    if not (run >= 0.8 * len(u) and run >= 0.5 * len(r)):
+        return False
+    asked = (_WH & set(u)) - set(r)
+    added = [w for w in r if w not in u and len(w) >= 4]
+    return not (asked and added)
 
 
 def repetition(user_texts: Sequence[str], replies: Sequence[str]) -> RepetitionReport:
