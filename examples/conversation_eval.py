@@ -2,12 +2,13 @@
 earlier reply or close with an earlier sentence's opening (``voiceloop.metrics.repetition``).
 
     # the lines of a text file (one user line each; # comments skipped) as one conversation
-    python examples/conversation_eval.py examples/conversations/remarks.txt [--llm NAME] [--json out.json]
+    python examples/conversation_eval.py examples/conversations/remarks.txt [--llm NAME] [--tools] [--json out.json]
     # the transcripts of a `voiceloop profile --json` run (what the recogniser heard), as one conversation
     python examples/conversation_eval.py q15.json
 
 The history is kept as the agent keeps it (every exchange, trimmed by tokens in the backend), greedy replies of
-at most the agent's ``max_reply_tokens``.
+at most the agent's ``max_reply_tokens``. ``--tools``: the built-in tools are offered, as in `voiceloop assistant`
+(a call is run and its follow-up is the reply; the round stays in the history).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("lines", type=Path)
     ap.add_argument("--llm", help="catalog name or GGUF path (default: the default LLM)")
+    ap.add_argument("--tools", action="store_true", help="offer the built-in tools, as the assistant does")
+    ap.add_argument("--no-recap", action="store_true", help="with --tools: earlier turns as chat turns, not recapped")
     ap.add_argument("--json")
     args = ap.parse_args()
 
@@ -40,14 +43,39 @@ def main() -> None:
     from voiceloop.llm.prompt import Message
 
     llm = LlamaBackend(LlamaOptions(model=resolve_model(args.llm)))
+    if args.no_recap:
+        import dataclasses
+
+        llm.prompt = dataclasses.replace(llm.prompt, recap_with_tools=False)
     lines = load_lines(args.lines)
     history: list[Message] = []
     replies: list[str] = []
     t0 = time.perf_counter()
+    runner = schemas = None
+    if args.tools:
+        from voiceloop.tools import Timers, ToolRunner, builtin_tools
+
+        runner = ToolRunner([*builtin_tools(), *Timers().tools()])
+        schemas = runner.schemas()
+    n = AgentOptions().max_reply_tokens
     for line in lines:
-        reply = "".join(llm.stream(history, line, max_tokens=AgentOptions().max_reply_tokens)).strip()
+        after: list[Message] = []
+        reply = "".join(llm.stream(history, line, max_tokens=n, **({"tools": schemas} if schemas else {}))).strip()
+        if runner is not None:
+            import asyncio
+
+            from voiceloop.tools import ToolCallFilter
+
+            f = ToolCallFilter()
+            reply = (f.feed(reply) + f.flush()).strip()
+            if f.calls:
+                results = [asyncio.run(runner.run(c)) for c in f.calls]
+                after = [Message("assistant", "\n".join(c.raw for c in f.calls))]
+                after += [Message("tool", r.content) for r in results]
+                reply = "".join(llm.stream(history, line, max_tokens=n, tools=schemas, after=after, tool_choice="none"))
+                reply = f"[{', '.join(c.name for c in f.calls)}] " + reply.strip()
         replies.append(reply)
-        history += [Message("user", line), Message("assistant", reply)]
+        history += [Message("user", line), *after, Message("assistant", reply.split("] ", 1)[-1])]
     rep = repetition(lines, replies)
     for i, (line, reply) in enumerate(zip(lines, replies, strict=True)):
         mark = "ECHO " if i in rep.echoes else "COPY " if i in rep.repeats else "FORM " if i in rep.formulas else "     "
