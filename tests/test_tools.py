@@ -78,6 +78,14 @@ def test_call_filter_never_lets_a_call_reach_speech():
     assert g.feed("3 <") == "3 " and g.feed(" 4") == "< 4"
 
 
+def test_a_reply_cut_off_inside_a_calls_tag_does_not_speak_the_tag():
+    f = ToolCallFilter()
+    said = f.feed("That's a good plan.\n\n<tool") + f.flush()
+    assert said.strip() == "That's a good plan." and not f.calls
+    f = ToolCallFilter()
+    assert (f.feed("Two is less than three: 2 <") + f.flush()).strip() == "Two is less than three: 2 <"  # not a tag
+
+
 def test_malformed_and_cut_off_calls_become_errors_not_crashes():
     f = ToolCallFilter()
     f.feed('<tool_call>{"name": "set_timer", "arguments": {"minutes": }</tool_call>')

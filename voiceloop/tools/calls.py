@@ -140,7 +140,16 @@ class ToolCallFilter:
                 call = ToolCall(call.name, raw=call.raw, error=f"the tool call was cut off: {call.error}")
             self.calls.append(call)
             return ""
-        return "" if self._start and not rest.strip() else rest
+        if self._start and not rest.strip():
+            return ""
+        # A reply cut off (by the token limit) while a call's tag was being written ("…airport.\n\n<tool"): the
+        # held-back fragment is the start of a call, not words to speak.
+        tail = rest.rstrip()
+        for tag in (OPEN, ALT_OPEN):
+            for k in range(len(tag) - 1, 1, -1):
+                if tail.endswith(tag[:k]):
+                    return tail[:-k].rstrip()
+        return rest
 
 
 def _json_end(text: str) -> int | None:
