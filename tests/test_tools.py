@@ -209,6 +209,18 @@ async def test_timers_fire_on_the_replaceable_clock():
     runner.cancel()
 
 
+def test_cancelling_a_timer_by_a_label_nobody_gave():
+    timers = Timers(clock=ManualClock(start_ns=10**12))
+    timers.set_timer(minutes=5)
+    # "Cancel my timer." written as cancel_timer(label="pasta") (the description's example): one is running.
+    assert timers.cancel_timer("pasta") == "cancelled the timer" and "no timers" in timers.list_timers()
+    timers.set_timer(minutes=5, label="tea")
+    timers.set_reminder("call mum", when="in 1 minute")
+    # With two running, a label that matches none cancels nothing and says what is running.
+    assert timers.cancel_timer("pasta") == "there is no timer called pasta; running: reminder, tea"
+    assert timers.cancel_timer("Tea") == "cancelled the tea"
+
+
 # -- the HTTP example, against a local server ---------------------------------------------------------
 def test_a_reply_copying_the_recaps_call_label_is_a_call():
     f = ToolCallFilter()

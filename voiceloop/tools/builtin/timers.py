@@ -137,9 +137,15 @@ class Timers:
             label: the timer's label, e.g. "pasta", or "reminder".
         """
         with self._lock:
-            items = [i for i in self._items.values() if label is None or i.label == label]
+            running = list(self._items.values())
+            items = [i for i in running if not label or i.label == label.strip().lower() or i.label == label]
+            if not items and len(running) == 1:
+                # "Cancel my timer." -> cancel_timer(label="pasta"): a small model fills the label from the
+                # description's example. With one timer running there is no doubt which one the user means.
+                items = running
             if not items:
-                return "there is no such timer"
+                names = ", ".join(sorted({i.label for i in running}))
+                return f"there is no timer called {label}" + (f"; running: {names}" if names else "; none is running")
             item = max(items, key=lambda i: i.id)
             del self._items[item.id]
         self._poke()
