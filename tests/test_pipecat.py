@@ -241,3 +241,31 @@ def test_stt_service_defaults_to_the_pipelines_recogniser():
     # The same recogniser as voiceloop's own pipeline: tiny.en, with Whisper base (the models extra) for unsure turns.
     stt = VoiceloopSTTService(audio_passthrough=False)
     assert isinstance(stt.asr, SecondOpinionASR) and stt.asr.strong.model_path.name == "whisper-base"
+
+
+async def test_llm_service_checks_the_answer_after_a_tool_against_its_result():
+    """The follow-up check of VoiceAgent on the pipecat service too: an answer after a tool result that says a
+    number from nowhere ("The answer is 1025." after set_timer(5)) is not pushed; the result is."""
+    from voiceloop.llm.backend import LLMBackend
+    from voiceloop.tools import tool
+
+    @tool
+    def set_timer(minutes: float) -> str:
+        """Start a timer."""
+        return f"timer set for {minutes:g} minutes"
+
+    class Imitating(LLMBackend):
+        def stream(self, history, user_text, *, stop=None, max_tokens=64, stats=None, after=None, **kw):
+            if not after:
+                yield '<tool_call>\n{"name": "set_timer", "arguments": {"minutes": 5}}\n</tool_call>'
+                return
+            for piece in ["The answer", " is 1025.", " It", " goes", " on."]:
+                if stop is not None and stop.is_set():
+                    return
+                yield piece
+
+    service = VoiceloopLLMService(backend=Imitating(), tools=[set_timer])
+    down, _ = await run_test(service, frames_to_send=[_context(("user", "Start a 5 minute timer."))])
+    text = "".join(f.text for f in down if isinstance(f, LLMTextFrame))
+    assert "1025" not in text and "Timer set for 5 minutes." in text, text
+    assert {"unfaithful": "The answer is 1025.", "numbers": [1025.0]} in service.tool_records, service.tool_records

@@ -21,7 +21,9 @@ from ...llm.openai_messages import split_context
 from ...llm.prompt import Message
 from ...tools.base import Tool
 from ...tools.calls import ToolCallFilter
+from ...tools.faithful import Sources, result_sentence
 from ...tools.runner import ToolOptions, ToolRunner
+from ...tts.clauses import ClauseOptions, ClauseSplitter
 from ._worker import WorkerThread
 
 log = logging.getLogger("voiceloop.pipecat")
@@ -157,6 +159,33 @@ class VoiceloopLLMService(LLMService):
         future = loop.run_in_executor(self._vl_worker.get(), work)
         calls = ToolCallFilter()
         first = True
+        # After tool results the answer goes out clause by clause, each checked against the results as in
+        # VoiceAgent (voiceloop.tools.faithful): the first clause that invents a number ends this pass.
+        sources = Sources([user, *(m.content for m in after)]) if after else None
+        clauses = ClauseSplitter(ClauseOptions(first_max_words=24)) if after else None
+        said: list[str] = []
+
+        async def out(text: str) -> None:
+            if clauses is None:
+                reply.append(text)
+                await self._push_llm_text(text)
+                return
+            for clause in clauses.feed(text):
+                await checked(clause)
+
+        async def checked(clause: str) -> None:
+            if stop.is_set() or sources is None:
+                return
+            if invented := sources.unsupported(clause):
+                stop.set()
+                self.tool_records.append({"unfaithful": clause, "numbers": invented})
+                if said and said[-1].rstrip().endswith((".", "!", "?")):
+                    return
+                clause = result_sentence(m.content for m in after if m.role == "tool")
+            said.append(clause)
+            reply.append(clause + " ")
+            await self._push_llm_text(clause + " ")
+
         try:
             while True:
                 item = await pieces.get()
@@ -170,12 +199,12 @@ class VoiceloopLLMService(LLMService):
                     first = False
                 text = calls.feed(str(item))
                 if text:
-                    reply.append(text)
-                    await self._push_llm_text(text)
+                    await out(text)
             tail = calls.flush()
             if tail:
-                reply.append(tail)
-                await self._push_llm_text(tail)
+                await out(tail)
+            if clauses is not None and (rest := clauses.flush()):
+                await checked(rest)
         except asyncio.CancelledError:
             stop.set()  # pipecat interruption: the worker stops before its next token
             self.cancelled_replies += 1
