@@ -24,7 +24,7 @@ from ..core.frames import AudioFrame
 from ..llm.backend import GenerationStats, LLMBackend
 from ..llm.prompt import Message
 from ..tools.calls import ToolCall, ToolCallFilter
-from ..tools.faithful import Sources, result_sentence
+from ..tools.faithful import FollowUpCheck
 from ..tools.runner import ToolResult, ToolRunner
 from ..tts.clauses import ClauseSplitter
 from ..tts.speech_text import MarkupFilter, speakable
@@ -308,9 +308,8 @@ class ReplyJob:
         # After tool results, each clause's numbers must come from the results, the calls or the request
         # (``voiceloop.tools.faithful``); the first clause that invents one ends the round here (the job goes
         # on: ``halt`` is this round's, ``self.stop`` the job's).
-        sources = Sources([text, *(m.content for m in after)]) if after else None
+        check = FollowUpCheck(text, after) if after else None
         halt = threading.Event()
-        said: list[str] = []
 
         def produce() -> None:
             # Runs on the LLM thread: the lazy token generator is consumed here, never on the loop.
@@ -337,22 +336,17 @@ class ReplyJob:
         parts: list[str] = []
 
         async def say(clause: str) -> None:
-            if halt.is_set():
-                return
-            if sources is not None and (invented := sources.unsupported(clause)):
-                halt.set()
-                self.llm_gate.set()
-                # Stop after a whole sentence; after nothing or a fragment ("The answer"), say the result.
-                whole = bool(said) and said[-1].rstrip().endswith((".", "!", "?"))
-                log.info("follow-up %r says %s, which no tool result holds: %s", clause, invented,
-                         "stopped there" if whole else "the result is said instead")  # fmt: skip
-                self.tool_records.append({"unfaithful": clause, "numbers": invented})
-                if whole:
+            if check is not None:
+                was = check.stopped
+                said = check.check(clause)
+                if check.stopped and not was:
+                    halt.set()
+                    self.llm_gate.set()
+                    log.info("follow-up %r says %s, which no tool result holds", clause, check.invented)
+                    self.tool_records.append(check.invented)
+                if said is None:
                     return
-                clause = result_sentence(m.content for m in after if m.role == "tool")
-                if not clause:
-                    return
-            said.append(clause)
+                clause = said
             if self._filler is not None and not self._filler.done():
                 self._filler.cancel()  # the answer came in time: no filler
             if "first_clause" not in self.marks:
@@ -388,7 +382,7 @@ class ReplyJob:
             for clause in [*rest, *([tail] if tail else [])]:
                 await say(clause)
             # What the user heard is what the history keeps: not an answer that was stopped for inventing.
-            spoken.append(" ".join(said) if halt.is_set() else reply)
+            spoken.append(" ".join(check.said) if check is not None and check.stopped else reply)
             await llm_done
         finally:
             if not llm_done.done():

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any
 
 from .grounding import spoken_numbers
 
@@ -69,3 +70,33 @@ def result_sentence(contents: Iterable[str]) -> str:
         parts.append(c.rstrip(". "))
     text = ". ".join(p[:1].upper() + p[1:] for p in parts if p)
     return text + "." if text else ""
+
+
+class FollowUpCheck:
+    """One follow-up round, clause by clause: ``check(clause)`` gives what to say (the clause, or the results
+    instead of a first sentence that invents) or None (stopped). ``invented`` is the turn record's entry."""
+
+    def __init__(self, request: str, after: Iterable[Any]) -> None:
+        after = list(after)
+        self.sources = Sources([request, *(m.content for m in after)])
+        self._results = [m.content for m in after if m.role == "tool"]
+        self.said: list[str] = []
+        self.invented: dict[str, Any] | None = None
+
+    @property
+    def stopped(self) -> bool:
+        return self.invented is not None
+
+    def check(self, clause: str) -> str | None:
+        if self.stopped:
+            return None
+        if numbers := self.sources.unsupported(clause):
+            self.invented = {"unfaithful": clause, "numbers": numbers}
+            # After a whole sentence nothing more is said; after nothing or a fragment ("Well,"), the result is.
+            if self.said and self.said[-1].rstrip().endswith((".", "!", "?")):
+                return None
+            clause = result_sentence(self._results)
+            if not clause:
+                return None
+        self.said.append(clause)
+        return clause

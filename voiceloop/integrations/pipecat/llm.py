@@ -21,7 +21,7 @@ from ...llm.openai_messages import split_context
 from ...llm.prompt import Message
 from ...tools.base import Tool
 from ...tools.calls import ToolCallFilter
-from ...tools.faithful import Sources, result_sentence
+from ...tools.faithful import FollowUpCheck
 from ...tools.runner import ToolOptions, ToolRunner
 from ...tts.clauses import ClauseOptions, ClauseSplitter
 from ._worker import WorkerThread
@@ -161,9 +161,8 @@ class VoiceloopLLMService(LLMService):
         first = True
         # After tool results the answer goes out clause by clause, each checked against the results as in
         # VoiceAgent (voiceloop.tools.faithful): the first clause that invents a number ends this pass.
-        sources = Sources([user, *(m.content for m in after)]) if after else None
+        check = FollowUpCheck(user, after) if after else None
         clauses = ClauseSplitter(ClauseOptions(first_max_words=24)) if after else None
-        said: list[str] = []
 
         async def out(text: str) -> None:
             if clauses is None:
@@ -174,17 +173,15 @@ class VoiceloopLLMService(LLMService):
                 await checked(clause)
 
         async def checked(clause: str) -> None:
-            if stop.is_set() or sources is None:
+            if check is None or stop.is_set():
                 return
-            if invented := sources.unsupported(clause):
-                stop.set()
-                self.tool_records.append({"unfaithful": clause, "numbers": invented})
-                if said and said[-1].rstrip().endswith((".", "!", "?")):
-                    return
-                clause = result_sentence(m.content for m in after if m.role == "tool")
-            said.append(clause)
-            reply.append(clause + " ")
-            await self._push_llm_text(clause + " ")
+            said = check.check(clause)
+            if check.stopped:
+                stop.set()  # the worker stops before its next token
+                self.tool_records.append(check.invented)
+            if said is not None:
+                reply.append(said + " ")
+                await self._push_llm_text(said + " ")
 
         try:
             while True:
