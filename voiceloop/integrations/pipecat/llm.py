@@ -162,7 +162,8 @@ class VoiceloopLLMService(LLMService):
         # After tool results the answer goes out clause by clause, each checked against the results as in
         # VoiceAgent (voiceloop.tools.faithful): the first clause that invents a number ends this pass.
         check = FollowUpCheck(user, after) if after else None
-        clauses = ClauseSplitter(ClauseOptions(first_max_words=24)) if after else None
+        # Whole clauses, as the agent's follow-ups: the first one is not cut after two words either.
+        clauses = ClauseSplitter(ClauseOptions(first_max_words=ClauseOptions().max_words)) if after else None
 
         async def out(text: str) -> None:
             if clauses is None:
