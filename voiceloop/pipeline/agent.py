@@ -85,6 +85,11 @@ class AgentOptions:
     system: str | None = None
     """The persona / system prompt; None = the LLM backend's default, written for speech
     (voiceloop.llm.prompt.SPEECH_SYSTEM_PROMPT)."""
+    text_signal_wait_ms: float = 400.0
+    """Silence after which the turn is decided without the LLM's end-of-turn signals when they are not in
+    yet (the audio model and the words decide): on a slow CPU, or while the LLM still finishes the previous
+    reply, they can take over a second, and waiting for them put every turn on the 1.5 s cap. The calibrated
+    middle wait, so a CPU fast enough to read them in time never decides without them."""
 
 
 def _log_failure(fut: asyncio.Future[object]) -> None:
@@ -229,6 +234,11 @@ class VoiceAgent(Stage[AudioFrame, Event]):
             await asyncio.gather(*list(self._finishers), return_exceptions=True)
 
     # -- speaking unprompted (timers, reminders) -----------------------------------------------
+    @property
+    def busy(self) -> bool:
+        """A turn is in progress: the user is speaking or pausing, or a reply is being made or played."""
+        return self._busy()
+
     def _busy(self) -> bool:
         """A turn is in progress: the user is speaking or pausing, or a reply is being made or played."""
         return self._state is not _State.IDLE or self._job is not None or self._agent_playing()
@@ -344,6 +354,14 @@ class VoiceAgent(Stage[AudioFrame, Event]):
             known, transcript = True, None
         else:
             known = job is not None and job.scored.is_set()
+            if (
+                job is not None
+                and not known
+                and job.transcript_ready.is_set()
+                and silence_ms >= self.options.text_signal_wait_ms
+            ):
+                # The LLM has not read the pause yet: decide on what is in rather than wait for the cap.
+                known = job.score_without_text()
             transcript = job.transcript if known and job is not None else None
         if transcript == "":
             # Whisper heard no words yet (a lone short word, a breath): never end a turn on
@@ -515,6 +533,7 @@ class VoiceAgent(Stage[AudioFrame, Event]):
                 "required_ms": self.endpointing.required_silence_ms(job.transcript, **kw),
                 "waited_ms": round(silence_ms, 1),
                 "reason": rec.extra["endpoint_reason"],
+                "text_late": job.text_late,
                 "signals": None if ev is None else {"text_eom": ev.text_eom, "text_punct": ev.text_punct, "audio": ev.audio},
             }
         log.debug(

@@ -72,6 +72,8 @@ class ReplyJob:
         """P(the user is done) from the endpointing policy, once ``scored``."""
         self.evidence: EndOfTurnEvidence | None = None
         self.scored = asyncio.Event()
+        self.text_late = False
+        """Decided without the LLM's end-of-turn signals: they were not in after ``text_signal_wait_ms``."""
         """Set once the end-of-turn evidence is in: the transcript, the LLM's signals (read while it evaluates
         the reply's prompt, so at the first token) and the audio model's probability, if any."""
         self._audio_p: asyncio.Future[float] | None = None
@@ -181,16 +183,39 @@ class ReplyJob:
                     audio = await self._audio_p
                 except Exception as exc:
                     log.warning("end-of-turn audio model failed: %s", exc)
+            if self.scored.is_set():
+                return  # decided meanwhile without the text signals (score_without_text): keep what decided
             text = self.transcript or ""
             sig = eng.llm.turn_signals(self.history, text) or {}
-            model = getattr(eng.llm, "model_path", None)
-            name = Path(str(model)).name if model else None
-            if name and self.agent.tool_runner is not None:
-                name += "+tools"  # the tools' schemas in the prompt shift the signals: calibrated apart
-            self.evidence = EndOfTurnEvidence(text, sig.get("eom"), sig.get("punct"), audio, model=name)
+            self.evidence = EndOfTurnEvidence(text, sig.get("eom"), sig.get("punct"), audio, model=self._model_name())
             self.end_of_turn = self.agent.endpointing.probability(self.evidence)
         finally:
             self.scored.set()
+
+    def _model_name(self) -> str | None:
+        model = getattr(self.agent.engines.llm, "model_path", None)
+        name = Path(str(model)).name if model else None
+        if name and self.agent.tool_runner is not None:
+            name += "+tools"  # the tools' schemas in the prompt shift the signals: calibrated apart
+        return name
+
+    def score_without_text(self) -> bool:
+        """Score the pause on the audio model (if it has answered) and the words, without the LLM's signals,
+        which are late (a slow CPU, or the LLM still busy with the previous reply). Returns False while the
+        audio model is still running. Marks the evidence as decided without them (``text_late``)."""
+        if self.scored.is_set():
+            return True
+        audio = None
+        if self._audio_p is not None:
+            if not self._audio_p.done():
+                return False
+            if not self._audio_p.cancelled() and self._audio_p.exception() is None:
+                audio = self._audio_p.result()
+        self.evidence = EndOfTurnEvidence(self.transcript or "", None, None, audio, model=self._model_name())
+        self.end_of_turn = self.agent.endpointing.probability(self.evidence)
+        self.text_late = True
+        self.scored.set()
+        return True
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

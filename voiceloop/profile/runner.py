@@ -1,7 +1,8 @@
 """Streams files through a real agent as a microphone would, and reports where the time went.
 
 Each file becomes 20 ms frames at its own sample rate, paced in real time, then
-3 s of silence so the turn can end. Times in the report are ms from the start of
+3 s of silence so the turn can end, and more silence while the agent is still answering (a person waits for
+the answer before the next request). Times in the report are ms from the start of
 each input on the stream clock.
 """
 
@@ -38,6 +39,10 @@ log = logging.getLogger("voiceloop.profile")
 
 FRAME_MS = 20
 TAIL_SILENCE_S = 3.0
+MAX_ANSWER_WAIT_S = 20.0
+"""After an input's tail, how long the stream waits (in silence) for the agent to finish answering."""
+ANSWER_GAP_S = 0.6
+"""Silence after the answer ends before the next input, as a person pauses before speaking again."""
 BUNDLED_SAMPLE = Path(__file__).resolve().parent.parent / "assets" / "what_time_is_it.wav"
 
 
@@ -63,9 +68,22 @@ def last_speech_end_ms(samples16k: np.ndarray, vad: SileroVAD, threshold: float 
     return last
 
 
-async def _paced_frames(inputs: list[tuple[InputSpan, np.ndarray, int]], clock: Clock) -> AsyncIterator[AudioFrame]:
+async def _paced_frames(
+    inputs: list[tuple[InputSpan, np.ndarray, int]], clock: Clock, busy: Callable[[], bool] | None = None
+) -> AsyncIterator[AudioFrame]:
     t0 = clock.now_ns()
     sent = 0  # ns of audio sent so far
+
+    async def paced(pcm: np.ndarray, rate: int) -> AsyncIterator[AudioFrame]:
+        nonlocal sent
+        ts = t0 + sent
+        sent += FRAME_MS * 1_000_000
+        # A microphone delivers a frame once its last sample is captured.
+        delay = (t0 + sent - clock.now_ns()) / 1e9
+        if delay > 0:
+            await asyncio.sleep(delay)
+        yield AudioFrame(pcm=pcm, sample_rate=rate, timestamp_ns=ts)
+
     for span, samples, rate in inputs:
         span.start_ns = t0 + sent
         silence = np.zeros(int(TAIL_SILENCE_S * rate), dtype=np.float32)
@@ -73,13 +91,22 @@ async def _paced_frames(inputs: list[tuple[InputSpan, np.ndarray, int]], clock: 
         step = rate * FRAME_MS // 1000
         pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
         for i in range(0, pcm.shape[0] - step + 1, step):
-            ts = t0 + sent
-            sent += FRAME_MS * 1_000_000
-            # A microphone delivers a frame once its last sample is captured.
-            delay = (t0 + sent - clock.now_ns()) / 1e9
-            if delay > 0:
-                await asyncio.sleep(delay)
-            yield AudioFrame(pcm=pcm[i : i + step], sample_rate=rate, timestamp_ns=ts)
+            async for frame in paced(pcm[i : i + step], rate):
+                yield frame
+        # A person waits for the answer before the next request: while the agent still answers after the
+        # tail (a slow CPU, a long reply, a tool), more silence, then a short gap. Without this a slow
+        # machine's replies were cut off by the next input and counted as barge-ins.
+        if busy is not None:
+            quiet = np.zeros(step, dtype=np.int16)
+            waited = 0.0
+            while busy() and waited < MAX_ANSWER_WAIT_S:
+                async for frame in paced(quiet, rate):
+                    yield frame
+                waited += FRAME_MS / 1000
+            if waited:
+                for _ in range(int(ANSWER_GAP_S * 1000 / FRAME_MS)):
+                    async for frame in paced(quiet, rate):
+                        yield frame
         span.end_ns = t0 + sent
 
 
@@ -119,7 +146,7 @@ async def profile_inputs(
         )
         spans = [g[0] for g in group]
         turn_span: dict[int, InputSpan] = {}
-        async for ev in agent.process(_paced_frames(group, clock)):
+        async for ev in agent.process(_paced_frames(group, clock, busy=lambda a=agent: a.busy)):
             if isinstance(ev, ReplyAudio):
                 span = turn_span.get(ev.turn_id) or _span_at(spans, ev.frame.timestamp_ns)
                 span.reply_audio.append(ev.frame.pcm)
