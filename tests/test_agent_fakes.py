@@ -16,6 +16,7 @@ from voiceloop.audio.files import read_audio_16k
 from voiceloop.core.clock import MonotonicClock
 from voiceloop.core.events import Interrupted, ReplyAudio, TurnMetrics
 from voiceloop.core.frames import AudioFrame
+from voiceloop.turn.smart_turn import SmartTurn
 
 
 class FakeASR(WhisperASR):
@@ -129,6 +130,49 @@ async def test_a_turn_ends_without_the_text_signals_when_the_llm_is_too_busy_to_
     assert first.extra["release"]["text_late"] is True
     assert first.extra["release"]["signals"]["text_eom"] is None
     assert not metrics[1].extra.get("continued_after_cut_in")
+    engines.close()
+
+
+class FixedASR(FakeASR):
+    def __init__(self, text: str) -> None:
+        super().__init__(split_s=0.0)
+        self.text = text
+
+    def transcribe(self, audio, *, window_frames=None):
+        return AsrResult(self.text, audio.shape[0] / 16000, 700, 1.0)
+
+    transcribe_full = transcribe
+
+
+class FakeSmartTurn(SmartTurn):
+    """The audio model's interface with a fixed answer (no ONNX session)."""
+
+    def __init__(self, p: float) -> None:
+        self.p, self.model_path, self.last_ms = p, "fake", 0.0
+
+    def probability(self, audio16k):
+        return self.p
+
+
+@pytest.mark.parametrize(
+    ("heard", "ends_early"), [("Would you please turn on the lamp?", True), ("My daughter's birthday is on.", False)]
+)
+async def test_without_the_text_signals_a_turn_ends_early_only_when_audio_and_words_agree(data_dir, heard, ends_early):
+    """The LLM is busy: at ``text_signal_wait_ms`` the audio model (sure the user is done) and the words decide. A
+    sentence that reads unfinished (a trailing preposition) is not ended on the audio alone, which called this
+    very pause done on the real model; it waits for the LLM, here busy past the 1.5 s cap."""
+    speech = read_audio_16k(data_dir / "voice2json_would_you_please_turn_on_living_room_lamp.wav")
+    audio = np.concatenate([speech, np.zeros(3 * 16000, np.float32)])
+    engines = Engines(asr=FixedASR(heard), llm=BusyLLM(busy_s=4.0), tts=FakeTTS(), turn_audio=FakeSmartTurn(0.97))
+    clock = MonotonicClock()
+    agent = VoiceAgent(engines=engines, options=AgentOptions(prefill=False), clock=clock)
+    (rec,) = [e.record for e in [ev async for ev in agent.process(_frames(audio, clock))] if isinstance(e, TurnMetrics)]
+    waited = (rec.marks["turn_end"] - rec.marks["speech_end"]) / 1e6
+    if ends_early:
+        assert waited < 700 and rec.extra["release"]["text_late"] is True
+        assert rec.extra["release"]["signals"]["audio"] == 0.97
+    else:
+        assert waited >= 1400 and rec.extra["release"]["text_late"] is False
     engines.close()
 
 

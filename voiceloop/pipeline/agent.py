@@ -52,6 +52,7 @@ from ..tools.runner import ToolOptions, ToolRunner
 from ..tts.clauses import ClauseOptions, ClauseSplitter
 from ..tts.speech_text import speakable
 from ..turn.base import EndpointingPolicy, FixedSilence
+from ..turn.cues import reads_incomplete
 from ..turn.policy import default_policy
 from .engines import Engines
 from .reply import ReplyJob
@@ -86,10 +87,11 @@ class AgentOptions:
     """The persona / system prompt; None = the LLM backend's default, written for speech
     (voiceloop.llm.prompt.SPEECH_SYSTEM_PROMPT)."""
     text_signal_wait_ms: float = 400.0
-    """Silence after which the turn is decided without the LLM's end-of-turn signals when they are not in
-    yet (the audio model and the words decide): on a slow CPU, or while the LLM still finishes the previous
-    reply, they can take over a second, and waiting for them put every turn on the 1.5 s cap. The calibrated
-    middle wait, so a CPU fast enough to read them in time never decides without them."""
+    """Silence after which the turn may end without the LLM's end-of-turn signals when they are not in yet:
+    if the audio model and the words alone are sure (the policy's shortest wait). On a slow CPU, or while the
+    LLM still finishes the previous reply, the signals can take over a second, and waiting for them put every
+    turn on the 1.5 s cap. The calibrated middle wait, so a CPU fast enough to read them in time never decides
+    without them."""
 
 
 def _log_failure(fut: asyncio.Future[object]) -> None:
@@ -357,11 +359,21 @@ class VoiceAgent(Stage[AudioFrame, Event]):
             if (
                 job is not None
                 and not known
-                and job.transcript_ready.is_set()
+                and job.transcript
                 and silence_ms >= self.options.text_signal_wait_ms
+                and (partial := job.evidence_without_text()) is not None
             ):
-                # The LLM has not read the pause yet: decide on what is in rather than wait for the cap.
-                known = job.score_without_text()
+                # The LLM has not read the pause yet: when the audio model and the words alone are sure the user
+                # is done, end the turn now rather than wait for the cap; otherwise keep waiting for the LLM.
+                # Both must agree: smart-turn alone talks over about half the pauses the text model holds (it
+                # called "My daughter's birthday is on." done at 0.87), so a sentence that reads unfinished (a
+                # trailing preposition, conjunction or comma) waits for the text.
+                ev, p = partial
+                kw = {"end_of_turn": p, "previous": tuple(self._pause_texts), "evidence": ev}
+                sure = self.endpointing.required_silence_ms(job.transcript, **kw) <= self.endpointing.confident_silence_ms
+                if sure and not reads_incomplete(job.transcript):
+                    job.decide_without_text(ev, p)
+                    known = True
             transcript = job.transcript if known and job is not None else None
         if transcript == "":
             # Whisper heard no words yet (a lone short word, a breath): never end a turn on

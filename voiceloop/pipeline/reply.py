@@ -184,7 +184,7 @@ class ReplyJob:
                 except Exception as exc:
                     log.warning("end-of-turn audio model failed: %s", exc)
             if self.scored.is_set():
-                return  # decided meanwhile without the text signals (score_without_text): keep what decided
+                return  # decided meanwhile without the text signals (decide_without_text): keep what decided
             text = self.transcript or ""
             sig = eng.llm.turn_signals(self.history, text) or {}
             self.evidence = EndOfTurnEvidence(text, sig.get("eom"), sig.get("punct"), audio, model=self._model_name())
@@ -199,23 +199,23 @@ class ReplyJob:
             name += "+tools"  # the tools' schemas in the prompt shift the signals: calibrated apart
         return name
 
-    def score_without_text(self) -> bool:
-        """Score the pause on the audio model (if it has answered) and the words, without the LLM's signals,
-        which are late (a slow CPU, or the LLM still busy with the previous reply). Returns False while the
-        audio model is still running. Marks the evidence as decided without them (``text_late``)."""
-        if self.scored.is_set():
-            return True
+    def evidence_without_text(self) -> tuple[EndOfTurnEvidence, float | None] | None:
+        """The pause's evidence without the LLM's signals, which are late (a slow CPU, or the LLM still busy with
+        the previous reply): the words and the audio model's answer, with P(end) from them. None while the audio
+        model is still running."""
         audio = None
         if self._audio_p is not None:
             if not self._audio_p.done():
-                return False
+                return None
             if not self._audio_p.cancelled() and self._audio_p.exception() is None:
                 audio = self._audio_p.result()
-        self.evidence = EndOfTurnEvidence(self.transcript or "", None, None, audio, model=self._model_name())
-        self.end_of_turn = self.agent.endpointing.probability(self.evidence)
-        self.text_late = True
+        ev = EndOfTurnEvidence(self.transcript or "", None, None, audio, model=self._model_name())
+        return ev, self.agent.endpointing.probability(ev)
+
+    def decide_without_text(self, evidence: EndOfTurnEvidence, p_end: float | None) -> None:
+        """The turn was decided on ``evidence`` without the LLM's signals (``text_late``); keep it as the record."""
+        self.evidence, self.end_of_turn, self.text_late = evidence, p_end, True
         self.scored.set()
-        return True
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -49,6 +49,12 @@ class EndpointingPolicy(ABC):
     @abstractmethod
     def max_silence_ms(self) -> float: ...
 
+    @property
+    def confident_silence_ms(self) -> float:
+        """The shortest wait this policy gives (a turn it is sure of). The agent ends a turn without the LLM's
+        late signals only when the rest of the evidence asks for no more than this."""
+        return self.max_silence_ms
+
     def probability(self, evidence: EndOfTurnEvidence) -> float | None:
         """P(the user is done) from the evidence; None when this policy does not use one."""
         return None

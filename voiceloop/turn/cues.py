@@ -108,3 +108,7 @@ class AdaptiveEndpointing(EndpointingPolicy):
     @property
     def max_silence_ms(self) -> float:
         return self.cap_ms
+
+    @property
+    def confident_silence_ms(self) -> float:
+        return self.complete_ms

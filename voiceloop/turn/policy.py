@@ -199,6 +199,10 @@ class CalibratedEndpointing(EndpointingPolicy):
     def max_silence_ms(self) -> float:
         return self.cap_ms
 
+    @property
+    def confident_silence_ms(self) -> float:
+        return self.calibration.levels_ms[0]
+
 
 def default_policy() -> EndpointingPolicy:
     """The calibrated decision when its calibration ships with the package, else the generic cues."""
