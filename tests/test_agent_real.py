@@ -55,6 +55,8 @@ async def test_complete_question_ends_on_short_silence(engines):
     assert "france" in rec.transcript.lower()
     assert "Paris" in rec.reply
     st = rec.stages_ms()
-    # The adaptive policy confirmed the turn after its short silence, not the long one.
-    assert st["endpoint"] < 450
+    # The policy asked for its short silence (a complete question), not the long one. The silence actually
+    # waited is a speed figure: on a slow CPU the decision's signals come later (benchmarks report it).
+    assert rec.extra["release"]["required_ms"] <= 170, rec.extra["release"]
+    assert st["endpoint"] < 1400  # ... and it did not wait for the cap
     assert sum(st[s] for s in ("vad", "asr", "llm", "clause", "tts", "release")) == pytest.approx(rec.v2v_ms)

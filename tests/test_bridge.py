@@ -67,7 +67,9 @@ def _clip(data_dir):
     return (samples * 32767).astype(np.int16), rate
 
 
-async def _collect(ws, seconds: float):
+async def _collect(ws, seconds: float = 90.0):
+    """Messages and reply audio bytes until the first turn's record (its reply is done), or ``seconds``: a
+    generous cap, since on a slow CPU the session's first turn also pays for the prompt's prefill."""
     msgs, audio = [], 0
     try:
         async with asyncio.timeout(seconds):
@@ -76,6 +78,8 @@ async def _collect(ws, seconds: float):
                     audio += len(m)
                 else:
                     msgs.append(json.loads(m))
+                    if msgs[-1]["type"] == "turn":
+                        break
     except TimeoutError:
         pass
     return msgs, audio
@@ -88,7 +92,7 @@ async def test_conversation_over_the_bridge(bridge, data_dir):
         ready = await _hello(ws, rate)
         assert ready["audio"] == {"sample_rate": 22050, "encoding": "pcm_s16le", "channels": 1}
         sender = asyncio.create_task(_stream(ws, pcm, rate))
-        msgs, audio_bytes = await _collect(ws, 9.0)
+        msgs, audio_bytes = await _collect(ws)
         await sender
     types = [m["type"] for m in msgs]
     assert "speech_started" in types
@@ -164,7 +168,7 @@ async def test_bad_settings_get_errors_and_the_session_stays_usable(bridge, data
         assert ready["type"] == "ready" and ready["settings"]["strategy"] == "speculative"
         assert ready["settings"]["tools"] is False  # this server offers none
         sender = asyncio.create_task(_stream(ws, pcm, rate))
-        msgs, audio_bytes = await _collect(ws, 9.0)
+        msgs, audio_bytes = await _collect(ws)
         await sender
     turns = [m for m in msgs if m["type"] == "turn"]
     assert turns and "lamp" in turns[-1]["transcript"].lower() and audio_bytes > 0

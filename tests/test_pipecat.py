@@ -130,7 +130,8 @@ def test_a_full_pipecat_pipeline_on_speech_files(engines):
         assert t["reply"] and t["transcript"]
         chain = sum(t["stages"][k] for k, _, _ in CHAIN)
         assert chain == pytest.approx(t["v2v_ms"], abs=0.01)  # the stages add up to v2v
-        assert 150 < t["v2v_ms"] < 5000
+        # A sanity range, not a speed target (those live in benchmarks): 7 s on a 2-core AVX2 EPYC, ~1 s on a fast one.
+        assert 150 < t["v2v_ms"] < 30_000
     assert wer(["would you please turn on the living room lamp"], [report["turns"][0]["transcript"]]) <= 0.15
 
 

@@ -59,13 +59,14 @@ class StatusLine:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..io.local_audio import _default_rate, sounddevice
+    from ..io.local_audio import probe, sounddevice
     from ..pipeline.engines import Engines
     from ..tts.piper import PiperOptions
 
-    sd = sounddevice()  # a missing PortAudio fails here, before any model loads
-    _default_rate(sd, _dev(args.input_device), "input")
-    _default_rate(sd, _dev(args.output_device), "output")
+    # A missing PortAudio, a missing or busy device: each fails here, before any model loads.
+    sd = sounddevice()
+    probe(sd, _dev(args.input_device), "input")
+    probe(sd, _dev(args.output_device), "output")
     print("loading models ...", file=sys.stderr)
     engines = Engines.load(
         whisper=whisper_options(args),

@@ -64,6 +64,18 @@ def _default_rate(sd: Any, device: object, kind: str) -> int:
     return int(info["default_samplerate"])
 
 
+def probe(sd: Any, device: object, kind: str) -> None:
+    """Open and close a stream on the device now: a device that is busy (held by another program) or refuses
+    its own default rate fails here, in a second, not after the models have loaded (~40 s on a slow CPU)."""
+    rate = _default_rate(sd, device, kind)
+    cls = sd.InputStream if kind == "input" else sd.OutputStream
+    try:
+        stream = cls(samplerate=rate, device=device, channels=1, dtype="int16")
+        stream.close()
+    except (ValueError, sd.PortAudioError) as exc:
+        raise _device_error(kind, device, exc) from None
+
+
 class Microphone:
     """Async iterator of 20 ms AudioFrames; a bounded queue drops the oldest audio and counts it."""
 
