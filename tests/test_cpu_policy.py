@@ -57,6 +57,24 @@ def test_read_cpu_info_from_a_faked_cpuinfo(tmp_path):
     assert info.has_amx and info.flags == SAPPHIRE_RAPIDS
 
 
+@pytest.mark.parametrize(
+    ("flags", "isa"),
+    [
+        ("fpu avx avx2", "AVX2"),
+        ("avx2 avx512f", "AVX-512"),
+        ("avx2 avx512f amx_tile amx_int8", "AVX-512 + AMX"),
+        ("fpu sse2", "no AVX2"),
+    ],
+)
+def test_the_machine_key_tells_cpus_of_one_name_apart_by_their_vector_units(tmp_path, flags, isa):
+    # Two "AMD EPYC" machines ~2.5x apart in these models' speed (AVX2 against AVX-512) must not share a
+    # measured machine profile.
+    f = tmp_path / "cpuinfo"
+    f.write_text(f"processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC\nflags\t\t: {flags}\n")
+    info = read_cpu_info(f)
+    assert info.describe() == f"AMD EPYC ({info.logical_cpus} logical CPUs, {isa})"
+
+
 def test_install_applies_the_decision_to_real_model_params():
     """In a fresh process, the override reaches the params every Llama() is built from."""
     code = (

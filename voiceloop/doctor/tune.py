@@ -119,6 +119,15 @@ def tune_and_save(*, report: Callable[[str], object] = print, llm_models: list[s
     report(row("piper (one clause)", res.data["piper"], prof.piper_threads))
     for name, per in res.data["llm"].items():
         report(row(f"llm {name}", per, prof.llm_threads[name]))
+        # A floor for the reply's first audio on this CPU: the last Whisper pass, ~11 LLM tokens (the turn's
+        # tail and a first clause), one Piper clause. Measured v2v p50 sits at 1.0-1.5x this floor.
+        fastest = {k: float(min(v.values())) for k, v in (("whisper", res.data["whisper"]), ("piper", res.data["piper"]))}
+        floor = fastest["whisper"] + 11 * float(min(per.values())) + fastest["piper"]
+        if floor > 600:
+            report(
+                f"tune  note: with {name} a reply's first audio needs at least ~{floor:.0f} ms on this CPU "
+                "(a smaller model, `--llm NAME` from `voiceloop models`, is faster and less often right)"
+            )
     path = save_profile(prof)
     report(f"tune  saved {path}")
     return prof
