@@ -35,6 +35,7 @@ def main() -> None:
     ap.add_argument("--llm", help="catalog name or GGUF path (default: the default LLM)")
     ap.add_argument("--tools", action="store_true", help="offer the built-in tools, as the assistant does")
     ap.add_argument("--no-recap", action="store_true", help="with --tools: earlier turns as chat turns, not recapped")
+    ap.add_argument("--recap-turns", type=int, help="with --tools: how many earlier turns the recap tells (default all)")
     ap.add_argument("--json")
     args = ap.parse_args()
 
@@ -47,6 +48,10 @@ def main() -> None:
         import dataclasses
 
         llm.prompt = dataclasses.replace(llm.prompt, recap_with_tools=False)
+    if args.recap_turns is not None:
+        import dataclasses
+
+        llm.prompt = dataclasses.replace(llm.prompt, recap_turns=args.recap_turns)
     lines = load_lines(args.lines)
     history: list[Message] = []
     replies: list[str] = []

@@ -7,6 +7,9 @@
     # 3. fit the calibrated decision on the 'tune' items, score 'tune' and 'check', draw the trade-off curve,
     #    and (with --write) store the fitted decision in voiceloop/turn/calibration.json
     python examples/turn_eval.py fit OUT_DIR [--plot curve.png] [--write]
+    # 4. the same decision live, through the whole pipeline: each clip its own conversation
+    voiceloop profile OUT_DIR/*.wav --separate --json live.json
+    python examples/turn_eval.py live OUT_DIR live.json
 
 A paused item is one turn with a silence of ``pause_s`` where ``|`` stands; a complete item ends where
 the text ends. At the first pause, "cut-in" means the policy's required silence is shorter than the
@@ -369,6 +372,64 @@ def cmd_fit(args: argparse.Namespace) -> None:
         print(f"wrote {path}")
 
 
+# -- live --------------------------------------------------------------------------------------------
+def score_live(clips: list[dict], turns: list[dict]) -> dict[tuple[str, str], dict]:
+    """Score a ``voiceloop profile --separate`` run of the clips, per (split, kind/group). A paused clip is talked
+    over when the agent's first audio came before the user's last word (the runner's ``cut_in``); its turn "ended
+    inside the pause" when the input was split into more than one turn, heard or not (a slow CPU hides the
+    mistake when the reply is not ready before the user goes on). A complete clip's ``required`` is the silence
+    the decision asked for, ``waited`` the silence before the turn ended."""
+    by_file = {Path(t["input"]).name: t for t in turns}
+    groups: dict[tuple[str, str], dict] = {}
+    for c in clips:
+        t = by_file.get(c["file"])
+        if t is None:
+            continue
+        voice = "real" if c["voice"] == "real" else ("piper" if c["voice"].startswith("piper") else "espeak-ng")
+        release = (t.get("extra") or {}).get("release") or {}
+        for label in (f"{c['kind']}/all", f"{c['kind']}/{c['class']}", f"{c['kind']}/voice:{voice}"):
+            g = groups.setdefault(
+                (c["split"], label), {"n": 0, "heard": 0, "inside": 0, "required": [], "waited": [], "v2v": []}
+            )
+            g["n"] += 1
+            g["heard"] += bool(t["cut_in"])
+            g["inside"] += bool(t["cut_in"] or t["turns_in_input"] > 1)
+            if c["kind"] == "complete":
+                for key, ms in (
+                    ("required", release.get("required_ms")),
+                    ("waited", release.get("waited_ms")),
+                    ("v2v", t.get("v2v_ms")),
+                ):
+                    if ms is not None:
+                        g[key].append(ms)
+    return groups
+
+
+def cmd_live(args: argparse.Namespace) -> None:
+    clips = json.loads((Path(args.out) / "clips.json").read_text())
+    turns = json.loads(Path(args.json).read_text())["turns"]
+    groups = score_live(clips, turns)
+
+    def pct(xs: list[float], q: float) -> str:
+        return f"{np.percentile(xs, q):.0f}" if xs else "-"
+
+    for (split, label), g in sorted(groups.items()):
+        if label.startswith("paused"):
+            print(
+                f"{split:<6} {label:<32} talked over {g['heard']}/{g['n']}  "
+                f"turn ended inside the pause {g['inside']}/{g['n']}"
+            )
+        else:
+            print(
+                f"{split:<6} {label:<32} silence required p50 {pct(g['required'], 50)} p90 {pct(g['required'], 90)}, "
+                f"waited p50 {pct(g['waited'], 50)} p90 {pct(g['waited'], 90)} ms  "
+                f"v2v p50 {pct(g['v2v'], 50)} p90 {pct(g['v2v'], 90)} ms  cut into {g['heard']}/{g['n']}"
+            )
+    missing = sorted({c["file"] for c in clips} - {Path(t["input"]).name for t in turns})
+    if missing:
+        print(f"{len(missing)} clips not in the run: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+
+
 def _plot(report: dict, chosen: dict, path: Path) -> None:
     import matplotlib
 
@@ -432,6 +493,10 @@ def main() -> None:
     # most turns buys only the few pauses of exactly its length.
     p.add_argument("--max-wait-p50", type=float, default=210.0)
     p.set_defaults(fn=cmd_fit)
+    p = sub.add_parser("live")
+    p.add_argument("out")
+    p.add_argument("json", help="a `voiceloop profile OUT_DIR/*.wav --separate --json` report")
+    p.set_defaults(fn=cmd_live)
     args = ap.parse_args()
     args.fn(args)
 

@@ -223,3 +223,38 @@ async def test_real_agent_does_not_talk_into_a_mid_sentence_pause(engines, paced
     assert not rec.extra.get("continued_after_cut_in"), "the agent spoke into the pause"
     assert rec.extra["release"]["signals"]["text_eom"] is not None
     assert rec.reply
+
+
+def test_live_scoring_counts_heard_and_unheard_early_ends_and_complete_waits():
+    """`turn_eval.py live` reads a `voiceloop profile --separate` report: a paused clip split into two turns ended
+    inside the pause (heard when the reply's first audio came before the user's last word); a complete clip's
+    silence required and waited come from its release record."""
+    te = _turn_eval()
+    clips = [
+        {"file": "a-piper-joe.wav", "kind": "paused", "class": "mid_clause", "split": "check", "voice": "piper-joe"},
+        {"file": "b-en-us-m3.wav", "kind": "paused", "class": "after_clause", "split": "check", "voice": "en-us+m3"},
+        {"file": "c-piper-joe.wav", "kind": "paused", "class": "mid_clause", "split": "check", "voice": "piper-joe"},
+        {"file": "d-piper-joe.wav", "kind": "complete", "class": "sentence", "split": "check", "voice": "piper-joe"},
+        {"file": "e-piper-joe.wav", "kind": "complete", "class": "sentence", "split": "tune", "voice": "piper-joe"},
+        {"file": "f-piper-joe.wav", "kind": "complete", "class": "sentence", "split": "check", "voice": "piper-joe"},
+    ]
+
+    def turn(name: str, cut_in: bool, n: int, required: float | None = None, waited: float | None = None) -> dict:
+        release = {"required_ms": required, "waited_ms": waited} if required is not None else {}
+        return {"input": f"/x/{name}", "cut_in": cut_in, "turns_in_input": n, "v2v_ms": 900.0, "extra": {"release": release}}
+
+    turns = [
+        turn("a-piper-joe.wav", True, 2),  # heard
+        turn("b-en-us-m3.wav", False, 2),  # ended inside the pause, the reply not ready: unheard
+        turn("c-piper-joe.wav", False, 1),  # held
+        turn("d-piper-joe.wav", False, 1, 170.0, 180.0),
+        turn("e-piper-joe.wav", False, 1, 1000.0, 1010.0),
+    ]  # f is missing from the run: not counted
+    g = te.score_live(clips, turns)
+    paused = g[("check", "paused/all")]
+    assert (paused["n"], paused["heard"], paused["inside"]) == (3, 1, 2)
+    assert g[("check", "paused/mid_clause")]["inside"] == 1
+    assert g[("check", "paused/voice:espeak-ng")]["inside"] == 1
+    done = g[("check", "complete/all")]
+    assert (done["n"], done["required"], done["waited"]) == (1, [170.0], [180.0])
+    assert g[("tune", "complete/all")]["required"] == [1000.0]

@@ -239,10 +239,6 @@ class VoiceAgent(Stage[AudioFrame, Event]):
     @property
     def busy(self) -> bool:
         """A turn is in progress: the user is speaking or pausing, or a reply is being made or played."""
-        return self._busy()
-
-    def _busy(self) -> bool:
-        """A turn is in progress: the user is speaking or pausing, or a reply is being made or played."""
         return self._state is not _State.IDLE or self._job is not None or self._agent_playing()
 
     async def announce(self, text: str, due_ns: int | None = None) -> None:
@@ -261,7 +257,7 @@ class VoiceAgent(Stage[AudioFrame, Event]):
         first = await loop.run_in_executor(eng.tts_executor, voice, clauses[0]) if clauses else []
         while self.clock.now_ns() < due:
             await asyncio.sleep(min(0.005, (due - self.clock.now_ns()) / 1e9))
-        while self._busy() or (self._announcing is not None and not self._announcing.done()):
+        while self.busy or (self._announcing is not None and not self._announcing.done()):
             await asyncio.sleep(0.01)
         self._announce_ids -= 1
         self._announcing = asyncio.current_task()  # type: ignore[assignment]

@@ -72,10 +72,11 @@ class ReplyJob:
         """P(the user is done) from the endpointing policy, once ``scored``."""
         self.evidence: EndOfTurnEvidence | None = None
         self.scored = asyncio.Event()
-        self.text_late = False
-        """Decided without the LLM's end-of-turn signals: they were not in after ``text_signal_wait_ms``."""
         """Set once the end-of-turn evidence is in: the transcript, the LLM's signals (read while it evaluates
         the reply's prompt, so at the first token) and the audio model's probability, if any."""
+        self.text_late = False
+        """Decided without the LLM's end-of-turn signals: they were not in after ``text_signal_wait_ms``."""
+        self._partial: tuple[tuple, tuple[EndOfTurnEvidence, float | None]] | None = None
         self._audio_p: asyncio.Future[float] | None = None
         self.reply_text = ""
         self.tool_records: list[dict[str, object]] = []
@@ -202,7 +203,10 @@ class ReplyJob:
     def evidence_without_text(self) -> tuple[EndOfTurnEvidence, float | None] | None:
         """The pause's evidence without the LLM's signals, which are late (a slow CPU, or the LLM still busy with
         the previous reply): the words and the audio model's answer, with P(end) from them. None while the audio
-        model is still running."""
+        model is still running. Computed once per transcript: the agent asks on every silent window while late."""
+        key = (self.transcript, self._audio_p)
+        if self._partial is not None and self._partial[0] == key:
+            return self._partial[1]
         audio = None
         if self._audio_p is not None:
             if not self._audio_p.done():
@@ -210,7 +214,9 @@ class ReplyJob:
             if not self._audio_p.cancelled() and self._audio_p.exception() is None:
                 audio = self._audio_p.result()
         ev = EndOfTurnEvidence(self.transcript or "", None, None, audio, model=self._model_name())
-        return ev, self.agent.endpointing.probability(ev)
+        result = (ev, self.agent.endpointing.probability(ev))
+        self._partial = (key, result)
+        return result
 
     def decide_without_text(self, evidence: EndOfTurnEvidence, p_end: float | None) -> None:
         """The turn was decided on ``evidence`` without the LLM's signals (``text_late``); keep it as the record."""

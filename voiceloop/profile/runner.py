@@ -74,15 +74,15 @@ async def _paced_frames(
     t0 = clock.now_ns()
     sent = 0  # ns of audio sent so far
 
-    async def paced(pcm: np.ndarray, rate: int) -> AsyncIterator[AudioFrame]:
+    async def paced(pcm: np.ndarray, rate: int) -> AudioFrame:
+        """The next frame, returned once it is due: a microphone delivers a frame once its last sample is captured."""
         nonlocal sent
         ts = t0 + sent
         sent += FRAME_MS * 1_000_000
-        # A microphone delivers a frame once its last sample is captured.
         delay = (t0 + sent - clock.now_ns()) / 1e9
         if delay > 0:
             await asyncio.sleep(delay)
-        yield AudioFrame(pcm=pcm, sample_rate=rate, timestamp_ns=ts)
+        return AudioFrame(pcm=pcm, sample_rate=rate, timestamp_ns=ts)
 
     for span, samples, rate in inputs:
         span.start_ns = t0 + sent
@@ -91,8 +91,7 @@ async def _paced_frames(
         step = rate * FRAME_MS // 1000
         pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
         for i in range(0, pcm.shape[0] - step + 1, step):
-            async for frame in paced(pcm[i : i + step], rate):
-                yield frame
+            yield await paced(pcm[i : i + step], rate)
         # A person waits for the answer before the next request: while the agent still answers after the
         # tail (a slow CPU, a long reply, a tool), more silence, then a short gap. Without this a slow
         # machine's replies were cut off by the next input and counted as barge-ins.
@@ -100,13 +99,11 @@ async def _paced_frames(
             quiet = np.zeros(step, dtype=np.int16)
             waited = 0.0
             while busy() and waited < MAX_ANSWER_WAIT_S:
-                async for frame in paced(quiet, rate):
-                    yield frame
+                yield await paced(quiet, rate)
                 waited += FRAME_MS / 1000
             if waited:
                 for _ in range(int(ANSWER_GAP_S * 1000 / FRAME_MS)):
-                    async for frame in paced(quiet, rate):
-                        yield frame
+                    yield await paced(quiet, rate)
         span.end_ns = t0 + sent
 
 
