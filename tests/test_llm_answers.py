@@ -165,7 +165,13 @@ def test_with_tools_earlier_turns_are_recapped_in_the_users_message():
     history = [Message("user", "Hi there."), Message("assistant", "Hello! How can I help?")]
     tool = {"type": "function", "function": {"name": "f", "description": "d", "parameters": {"type": "object"}}}
     with_tools = p.render(history, "What time is it?", tools=[tool])
-    assert with_tools.count("<|im_start|>user") == 1  # one user turn: the recap, then the words
+    # The remark examples as chat turns, then one user turn: the recap, then the words.
+    assert with_tools.count("<|im_start|>user") == len(p.tool_examples) + 1
+    assert "The old lighthouse keeper lit the lamp every evening." in with_tools
+    assert "What's nine times six?" not in with_tools  # answered examples teach answering from memory
+    # The request alone, which decides calls: no examples, no history.
+    alone = p.alone_prompt().render([], "What time is it?", tools=[tool])
+    assert alone.count("<|im_start|>user") == 1 and "lighthouse" not in alone
     assert "(Our conversation so far:\nUser: Hi there.\nYou: Hello! How can I help?)\n\nWhat time is it?" in with_tools
     plain = p.render(history, "What time is it?")
     assert "Our conversation so far" not in plain and "<|im_start|>assistant\nHello! How can I help?" in plain
@@ -205,3 +211,26 @@ def test_history_with_tools_fits_the_context(engines):
     ids = backend._tokens(turns, "And one more?", tools=schemas)
     assert len(ids) <= backend.options.n_ctx - 400  # room for the reply and a tool round
     assert len(backend._trim(turns, schemas)) < len(backend._trim(turns))
+
+
+@pytest.mark.models
+def test_with_tools_offered_remarks_still_get_replies_not_read_backs(engines):
+    """`voiceloop assistant` offers the tools by default. Over the same 24 remarks with them offered, the model
+    read 7 lines back and recycled its earlier replies ("Three." -> "The train was 20 minutes earlier this
+    morning.") until the remark examples joined the conversation's prompt (session 14: 4 read back)."""
+    from voiceloop.tools import Timers, ToolCallFilter, builtin_tools
+
+    schemas = [t.schema() for t in [*builtin_tools(), *Timers().tools()]]
+    lines = [ln for ln in REMARKS.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    history: list[Message] = []
+    replies = []
+    for line in lines:
+        f = ToolCallFilter()
+        reply = (f.feed("".join(engines.llm.stream(history, line, max_tokens=48, tools=schemas))) + f.flush()).strip()
+        assert not f.calls, (line, f.calls)  # no remark asks for a tool
+        replies.append(reply)
+        history += [Message("user", line), Message("assistant", reply)]
+    rep = repetition(lines, replies)
+    said = list(zip(lines, replies, strict=True))
+    assert len(rep.echoes) <= 5 and rep.repeats == (), said
+    assert len(rep.formulas) <= 2, said

@@ -417,13 +417,20 @@ class LlamaBackend(LLMBackend):
         return float(p[self._call_ids].sum() / p.sum())
 
     def _alone(self, history: list[Message], user_text: str, tools: list[dict]) -> list[int]:
-        """The prompt of the request alone: the same system turn (so the cached head is shared), no history."""
-        return self._tokens([m for m in history if m.role == "system"], user_text, tools)
+        """The prompt of the request alone: the same system turn (so the cached head is shared), no history and
+        no examples."""
+        system = [m for m in history if m.role == "system"]
+        alone = getattr(self.prompt, "alone_prompt", None)
+        prompt = alone() if alone is not None else self.prompt
+        text = prompt.render(self._trim(system, tools), user_text, tools=tools)
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
 
     def _reads_alone(self, history: list[Message], tools: list[dict] | None, after: list[Message] | None) -> bool:
-        """Is the call decision read on the request alone (a second prompt) for this reply?"""
+        """Is the call decision read on the request alone (a second prompt) for this reply? In a conversation,
+        and wherever the conversation's prompt differs from the request alone (its examples)."""
         in_conversation = any(m.role != "system" for m in history)
-        return bool(tools) and not after and in_conversation and self.options.tool_decision_alone
+        differs = bool(getattr(self.prompt, "tool_examples", ()))
+        return bool(tools) and not after and (in_conversation or differs) and self.options.tool_decision_alone
 
     def _wants_call(self, history: list[Message], logits: np.ndarray, alone: np.ndarray | None) -> bool:
         """Is the reply a tool call? The model's own probability of starting one, read on the request alone

@@ -8,7 +8,7 @@ The prompt text of earlier turns never changes, so the KV cache covers it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Literal
 
@@ -50,6 +50,12 @@ were added in session 11: on the real-speech session's heard lines as one conver
 every reply with a question" in the persona took the tail "Did you have any other plans?" off most replies. The
 last two examples keep a model without tools from making up the time ("It's 12:00 PM.") or claiming to have
 switched a lamp on; the same said as an instruction in the persona changed nothing."""
+
+
+REMARK_EXAMPLES: tuple[tuple[str, str], ...] = tuple(
+    e for e in SPEECH_EXAMPLES if not e[0].endswith("?") and "please" not in e[0].lower()
+)
+"""The examples that answer a remark (a walk, a line from a book, a lone word) with a remark."""
 
 
 def split_system(history: list[Message]) -> tuple[str | None, list[Message]]:
@@ -126,6 +132,9 @@ class ChatTemplatePrompt:
     """With tools offered, tell earlier turns inside the user's message (``recap``) instead of as chat turns."""
     recap_turns: int | None = None
     """How many of the latest turns the recap tells; None = all the trimmed history."""
+    tool_examples: tuple[tuple[str, str], ...] = REMARK_EXAMPLES
+    """With tools offered: example exchanges of remarks answered with remarks. Not in the request-alone prompt
+    that decides calls (``alone_prompt``)."""
 
     def render(
         self, history: list[Message], user_text: str, *, tools: list[dict] | None = None, after: list[Message] | None = None
@@ -133,11 +142,12 @@ class ChatTemplatePrompt:
         system, history = split_system(history)
         fmt = _formatter(self.template, self.eos_token, self.bos_token)
         msgs = [{"role": "system", "content": (system or self.system) + (TOOLS_HINT if tools else "")}]
-        if not tools:
-            # With tools offered, no examples: answered examples teach the small models to answer arithmetic
-            # from memory, and worked tool calls in the history made them stop calling (measured).
-            for user, assistant in self.examples:
-                msgs += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+        # With tools offered, none of the answered examples: they teach the small models to answer arithmetic
+        # from memory, and worked tool calls in the history made them stop calling (measured). Remarks answered
+        # with remarks only (the request-alone prompt has none: ``alone_prompt``).
+        examples = self.examples if not tools else self.tool_examples
+        for user, assistant in examples:
+            msgs += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
         if tools and history and self.recap_with_tools:
             # With tools, earlier turns are told inside the user's message, not as chat turns: one earlier
             # answer given without a call is enough for these models to stop calling (P(call) for "What time
@@ -158,6 +168,10 @@ class ChatTemplatePrompt:
             # ({{"name": ...}}); the model copies that and drops the tags. Qwen's original has single ones.
             text = text.replace(_DOUBLED_EXAMPLE, _CALL_EXAMPLE)
         return text
+
+    def alone_prompt(self) -> ChatTemplatePrompt:
+        """The prompt that reads the call decision on the request alone: no examples, no history."""
+        return replace(self, tool_examples=()) if self.tool_examples else self
 
     def split(self, history: list[Message], user_text: str, tools: list[dict] | None = None) -> tuple[str, str]:
         """(the prompt up to the end of the user's words, the rest up to the reply).
