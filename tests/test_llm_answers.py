@@ -172,6 +172,8 @@ def test_with_tools_earlier_turns_are_recapped_in_the_users_message():
     # The request alone, which decides calls: no examples, no history.
     alone = p.alone_prompt().render([], "What time is it?", tools=[tool])
     assert alone.count("<|im_start|>user") == 1 and "lighthouse" not in alone
+    # A first request (no conversation yet) is the request alone: one prompt decides and answers.
+    assert p.render([], "What time is it?", tools=[tool]) == alone
     assert "(Our conversation so far:\nUser: Hi there.\nYou: Hello! How can I help?)\n\nWhat time is it?" in with_tools
     plain = p.render(history, "What time is it?")
     assert "Our conversation so far" not in plain and "<|im_start|>assistant\nHello! How can I help?" in plain

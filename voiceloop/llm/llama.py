@@ -426,11 +426,9 @@ class LlamaBackend(LLMBackend):
         return self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
 
     def _reads_alone(self, history: list[Message], tools: list[dict] | None, after: list[Message] | None) -> bool:
-        """Is the call decision read on the request alone (a second prompt) for this reply? In a conversation,
-        and wherever the conversation's prompt differs from the request alone (its examples)."""
+        """Is the call decision read on the request alone (a second prompt) for this reply?"""
         in_conversation = any(m.role != "system" for m in history)
-        differs = bool(getattr(self.prompt, "tool_examples", ()))
-        return bool(tools) and not after and (in_conversation or differs) and self.options.tool_decision_alone
+        return bool(tools) and not after and in_conversation and self.options.tool_decision_alone
 
     def _wants_call(self, history: list[Message], logits: np.ndarray, alone: np.ndarray | None) -> bool:
         """Is the reply a tool call? The model's own probability of starting one, read on the request alone

@@ -133,8 +133,8 @@ class ChatTemplatePrompt:
     recap_turns: int | None = None
     """How many of the latest turns the recap tells; None = all the trimmed history."""
     tool_examples: tuple[tuple[str, str], ...] = REMARK_EXAMPLES
-    """With tools offered: example exchanges of remarks answered with remarks. Not in the request-alone prompt
-    that decides calls (``alone_prompt``)."""
+    """With tools offered, once there is a conversation: example exchanges of remarks answered with remarks. Not
+    in the request-alone prompt that decides calls (``alone_prompt``)."""
 
     def render(
         self, history: list[Message], user_text: str, *, tools: list[dict] | None = None, after: list[Message] | None = None
@@ -144,8 +144,9 @@ class ChatTemplatePrompt:
         msgs = [{"role": "system", "content": (system or self.system) + (TOOLS_HINT if tools else "")}]
         # With tools offered, none of the answered examples: they teach the small models to answer arithmetic
         # from memory, and worked tool calls in the history made them stop calling (measured). Remarks answered
-        # with remarks only (the request-alone prompt has none: ``alone_prompt``).
-        examples = self.examples if not tools else self.tool_examples
+        # with remarks only, and only once there is a conversation: a first request's prompt stays the request
+        # alone, so its call decision costs no second prompt (and the first reply no time).
+        examples = self.examples if not tools else self.tool_examples if history else ()
         for user, assistant in examples:
             msgs += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
         if tools and history and self.recap_with_tools:
