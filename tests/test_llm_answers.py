@@ -160,6 +160,20 @@ def test_a_long_conversation_does_not_copy_earlier_answers(engines):
     assert rep.distinct == len(qs)
 
 
+@pytest.mark.models
+def test_a_repeated_request_gets_its_answer_again(engines):
+    """Asked again (often after talking over the answer), the answer is said again, not cut at its first word
+    by the guard against copies: the Twilio barge-in test heard only "Sure," on a slow CPU."""
+    ask = "Would you please turn on the living room lamp?"
+    first = "".join(engines.llm.stream([], ask, max_tokens=40)).strip()
+    history = [Message("user", ask), Message("assistant", first)]
+    again = "".join(engines.llm.stream(history, ask.lower().rstrip("?"), max_tokens=40)).strip()
+    assert len(again.split()) >= 3, (first, again)
+    # A different request still may not copy that answer.
+    assert engines.llm._replies(history, None, "What is the capital of France?") == [first]
+    assert engines.llm._replies(history, None, ask) == []
+
+
 def test_with_tools_earlier_turns_are_recapped_in_the_users_message():
     p = ChatTemplatePrompt(template=QWEN_TEMPLATE)
     history = [Message("user", "Hi there."), Message("assistant", "Hello! How can I help?")]

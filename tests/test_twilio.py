@@ -40,17 +40,22 @@ async def test_twilio_call(engines, data_dir):
             received: list[dict] = []
             replying = asyncio.Event()
 
-            answered = asyncio.Event()  # the reply after the barge-in has played and gone quiet
-            last_media = {"t": 0.0, "after_clear": 0}
+            answered = asyncio.Event()  # the reply after the barge-in has been sent whole
+            after_clear = {"media": 0, "clauses": set()}
 
             async def reader():
                 async for m in ws:
                     received.append(json.loads(m))
-                    if received[-1]["event"] == "media":
+                    ev = received[-1]
+                    cleared = any(r["event"] == "clear" for r in received)
+                    if ev["event"] == "media":
                         replying.set()
-                        last_media["t"] = asyncio.get_running_loop().time()
-                        if any(r["event"] == "clear" for r in received):
-                            last_media["after_clear"] += 1
+                        after_clear["media"] += cleared
+                    elif ev["event"] == "mark" and cleared:
+                        name = ev["mark"]["name"]
+                        if name.endswith("-end") and name.removesuffix("-end") in after_clear["clauses"]:
+                            answered.set()  # the end mark of a reply that began after the barge-in
+                        after_clear["clauses"].add(name)
 
             task = asyncio.create_task(reader())
             loop = asyncio.get_running_loop()
@@ -76,16 +81,9 @@ async def test_twilio_call(engines, data_dir):
             assert replying.is_set()
             await send(speech8k)
 
-            async def quiet_after_reply() -> None:
-                # However slow the CPU: until the second reply has played and 2.5 s have passed without audio.
-                while not (last_media["after_clear"] and loop.time() - last_media["t"] > 2.5):
-                    await asyncio.sleep(0.05)
-                answered.set()
-
-            watcher = asyncio.create_task(quiet_after_reply())
-            await send(np.zeros(60 * 8000, np.int16), until=answered)
-            watcher.cancel()
-            assert answered.is_set(), "no reply after the barge-in within 60 s"
+            # However slow the CPU: silence until the reply after the barge-in has ended (its end mark).
+            await send(np.zeros(90 * 8000, np.int16), until=answered)
+            assert answered.is_set(), ("no complete reply after the barge-in within 90 s", after_clear)
             await ws.send(json.dumps({"event": "stop", "sequenceNumber": "999", "streamSid": sid, "stop": {}}))
             await asyncio.wait_for(task, 10)
     finally:
@@ -95,6 +93,6 @@ async def test_twilio_call(engines, data_dir):
     reply = np.concatenate([mulaw_decode(base64.b64decode(m["media"]["payload"])) for m in media])
     assert reply.shape[0] > 4000  # more than half a second of reply audio at 8 kHz
     text = engines.asr.transcribe(resample(reply.astype(np.float32) / 32768, 8000, 16000)).text
-    assert len(text.split()) >= 2, (text, last_media)  # it is speech
+    assert len(text.split()) >= 2, (text, after_clear)  # it is speech
     assert any(m["event"] == "mark" for m in received)
     assert any(m["event"] == "clear" for m in received)  # barge-in flushed Twilio's buffer

@@ -389,8 +389,8 @@ class _TwilioSession(_Session):
     """Twilio Media Streams on ``/twilio``: JSON events with base64 μ-law at 8 kHz.
 
     Twilio sends ``connected``, ``start``, ``media``, ``mark`` and ``stop``; we answer with
-    ``media`` (the reply), ``mark`` (after each clause) and ``clear`` (barge-in: Twilio drops
-    what it has buffered).
+    ``media`` (the reply), ``mark`` (``turnN`` after each clause, ``turnN-end`` after the whole
+    reply) and ``clear`` (barge-in: Twilio drops what it has buffered).
     """
 
     RATE = 8000
@@ -459,5 +459,12 @@ class _TwilioSession(_Session):
                 elif isinstance(ev, Interrupted):
                     self._interrupted.add(ev.turn_id)
                     await self.ws.send(json.dumps({"event": "clear", "streamSid": self.stream_sid}))
+                elif isinstance(ev, TurnMetrics) and ev.record.reply and ev.turn_id not in self._interrupted:
+                    # The reply is complete: Twilio echoes this mark once the caller has heard all of it.
+                    await self.ws.send(
+                        json.dumps(
+                            {"event": "mark", "streamSid": self.stream_sid, "mark": {"name": f"turn{ev.turn_id}-end"}}
+                        )
+                    )
         except ConnectionClosed:
             pass

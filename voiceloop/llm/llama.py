@@ -223,10 +223,26 @@ class LlamaBackend(LLMBackend):
 
         return CopyGuard([ids(text) for text in replies], ids(" " + user_text.strip()))
 
-    def _replies(self, history: list[Message], tools: list[dict] | None) -> list[str]:
-        # Spoken replies only: a tool call the model wrote earlier may rightly be written again.
+    def _replies(self, history: list[Message], tools: list[dict] | None, user_text: str = "") -> list[str]:
+        """The earlier replies a new one must not copy.
+
+        Spoken replies only: a tool call the model wrote earlier may rightly be written again. Nor the replies to
+        an earlier request the user has just repeated: someone who asks again (often after talking over the
+        answer) should hear the answer again, not its first word (seen on a slow CPU over Twilio: "Sure,").
+        """
+        from ..metrics.wer import edit_distance, normalize
+
+        asked = normalize(user_text)
         kept = self._trim(history, tools)
-        return [m.content for m in kept if m.role == "assistant" and "<tool_call>" not in m.content]
+        out, request = [], None
+        for m in kept:
+            if m.role == "user":
+                request = normalize(m.content)
+            elif m.role == "assistant" and "<tool_call>" not in m.content:
+                # The same request, give or take a word the ASR heard differently.
+                if not (asked and request is not None and edit_distance(request, asked) <= len(asked) // 5):
+                    out.append(m.content)
+        return out
 
     @property
     def _history_budget(self) -> int:
@@ -547,7 +563,7 @@ class LlamaBackend(LLMBackend):
             st.wait_ms = (t0 - t_wait) / 1e6
             tokens = self._tokens(history, user_text, tools, after)
             matcher = StopMatcher(tuple(getattr(self.prompt, "stop", ())))
-            said = self._replies(history, tools) if self.options.copy_guard else None
+            said = self._replies(history, tools, user_text) if self.options.copy_guard else None
             self.decoder.guard = self._guard(said, user_text) if said is not None else None
             repeated = RepeatedSentenceStop(said) if said is not None else None
             eos = self.llm.token_eos()

@@ -1,13 +1,15 @@
 """Run recorded speech through a pipecat pipeline in real time and collect voiceloop turn records.
 
 A ``PacedAudioSource`` plays clips as a microphone would (20 ms InputAudioRawFrames, real time,
-3 s of silence after each, like ``voiceloop profile``); an ``AudioSink`` stands where the output
-transport would be; a ``LatencyObserver`` turns the frames into turn records.
+3 s of silence after each and more while the bot still answers, like ``voiceloop profile``); an
+``AudioSink`` stands where the output transport would be; a ``LatencyObserver`` turns the frames
+into turn records.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,9 @@ from pipecat.frames.frames import (
     EndFrame,
     Frame,
     InputAudioRawFrame,
+    InterruptionFrame,
+    LLMFullResponseEndFrame,
+    LLMFullResponseStartFrame,
     OutputAudioRawFrame,
     StartFrame,
 )
@@ -37,13 +42,16 @@ RATE = 16000
 class PacedAudioSource(FrameProcessor):
     """Pushes clips (float32, 16 kHz) as real-time InputAudioRawFrames once the pipeline starts."""
 
-    def __init__(self, clips: Sequence[np.ndarray], **kwargs) -> None:
+    def __init__(self, clips: Sequence[np.ndarray], *, sink: AudioSink | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.clips = list(clips)
+        self.sink = sink
+        """Where the replies arrive: with one, the next clip waits until the bot has answered this one."""
         self.clip_start_ns: list[int] = []
         """Each clip's first sample on the pipeline clock."""
         self.done = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._ends_at_clip_start = 0
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
@@ -57,26 +65,58 @@ class PacedAudioSource(FrameProcessor):
 
         spans = [(InputSpan(path=Path(f"clip {i}")), clip, RATE) for i, clip in enumerate(self.clips)]
         started = 0
-        async for frame in _paced_frames(spans, DEFAULT_CLOCK):
+        async for frame in _paced_frames(spans, DEFAULT_CLOCK, busy=self._answering if self.sink else None):
             if started < len(spans) and frame.timestamp_ns == spans[started][0].start_ns:
                 self.clip_start_ns.append(self.get_clock().get_time())
+                if self.sink is not None:
+                    self._ends_at_clip_start = self.sink.replies_ended
                 started += 1
             await self.push_frame(InputAudioRawFrame(audio=frame.pcm.tobytes(), sample_rate=RATE, num_channels=1))
         self.done.set()
 
+    def _answering(self) -> bool:
+        """True until the reply to the last clip has ended and its audio has stopped coming.
+
+        A person waits for the answer before the next request. With a fixed 3 s gap a slow CPU's
+        first reply (3.7 s on a 2-vCPU Xeon) was still being made when the next clip began, and
+        pipecat counted it as interrupted; ``voiceloop profile`` waits the same way.
+        """
+        sink = self.sink
+        assert sink is not None
+        quiet_s = (time.monotonic() - sink.last_audio_s) if sink.last_audio_s else float("inf")
+        return sink.replying or sink.replies_ended == self._ends_at_clip_start or quiet_s < AUDIO_QUIET_S
+
+
+AUDIO_QUIET_S = 0.5
+"""A reply's audio may trail its end-of-response frame (audio-context TTS services): wait for this much quiet."""
+
 
 class AudioSink(FrameProcessor):
-    """Where the output transport would be: takes the reply audio, passes everything else on."""
+    """Where the output transport would be: takes the reply audio, passes everything else on.
+
+    It also follows the replies going by (started, ended, last audio), so a source can wait for them.
+    """
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.audio_frames = 0
+        self.replying = False
+        self.replies_ended = 0
+        self.last_audio_s = 0.0
+        """``time.monotonic()`` of the last reply audio frame; 0 before any."""
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
-        if isinstance(frame, OutputAudioRawFrame) and direction == FrameDirection.DOWNSTREAM:
-            self.audio_frames += 1
-            return
+        if direction == FrameDirection.DOWNSTREAM:
+            if isinstance(frame, OutputAudioRawFrame):
+                self.audio_frames += 1
+                self.last_audio_s = time.monotonic()
+                return
+            if isinstance(frame, LLMFullResponseStartFrame):
+                self.replying = True
+            elif isinstance(frame, (LLMFullResponseEndFrame, InterruptionFrame)) and self.replying:
+                self.replying = False
+                self.replies_ended += 1
         await self.push_frame(frame, direction)
 
 
@@ -96,8 +136,8 @@ async def run_clips(
     settle_s: float = 1.0,
 ) -> HarnessResult:
     """``build(source, sink) -> list[FrameProcessor]`` makes the pipeline's processors in order."""
-    source = PacedAudioSource(clips)
     sink = AudioSink()
+    source = PacedAudioSource(clips, sink=sink)
     observer = LatencyObserver(output=sink, strategy=strategy)
     pipeline = Pipeline(build(source, sink))
     worker = PipelineWorker(
