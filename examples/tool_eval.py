@@ -261,6 +261,8 @@ def cmd_session(args: argparse.Namespace) -> None:
     llm = LlamaBackend(LlamaOptions(model=resolve_model(args.llm)))
     if args.threshold is not None:
         llm.options = dataclasses.replace(llm.options, tool_call_threshold=args.threshold)
+    if args.call_in_conversation:
+        llm.options = dataclasses.replace(llm.options, tool_call_written_alone=False)
     if args.in_conversation_only:
         llm.options = dataclasses.replace(llm.options, tool_decision_alone=False, tool_call_threshold_in_conversation=0.25)
     if args.no_recap:
@@ -432,6 +434,9 @@ def main() -> None:
     p.add_argument("--recap-turns", type=int, help="recap only the latest N turns")
     p.add_argument("--threshold", type=float, help="P(call) threshold, request alone (default: the backend's)")
     p.add_argument("--in-conversation-only", action="store_true", help="the older decision: read after the history")
+    p.add_argument(
+        "--call-in-conversation", action="store_true", help="write every call after the history (before session 15)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json")
     p.set_defaults(fn=cmd_session)

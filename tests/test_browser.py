@@ -66,6 +66,7 @@ async def test_playground_session(engines, data_dir, tmp_path, ha_server):
             args = [*OFFLINE_FLAGS, f"--use-file-for-fake-audio-capture={_mic(engines, data_dir, tmp_path)}"]
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=args)
             page = await browser.new_page(viewport={"width": 1200, "height": 860})
+            page.set_default_timeout(90_000)  # a slow CPU: these bound hangs, not speed
             await page.goto(f"http://127.0.0.1:{server.port}/")
             await page.wait_for_function("document.querySelectorAll('#strategy option').length == 2")
             # A value the form does not offer (as a hand-written client might send) and a persona.
@@ -76,8 +77,8 @@ async def test_playground_session(engines, data_dir, tmp_path, ha_server):
             await page.select_option("#strategy", "warp")
             await page.check("#tools")
             await page.click("#start")
-            await page.wait_for_function("window.voiceloop.turnMsgs.some((m) => m.v2v_ms != null)", timeout=40_000)
-            await page.wait_for_function("window.voiceloop.stateLog.includes('listening', 2)", timeout=20_000)
+            await page.wait_for_function("window.voiceloop.turnMsgs.some((m) => m.v2v_ms != null)", timeout=120_000)
+            await page.wait_for_function("window.voiceloop.stateLog.includes('listening', 2)", timeout=60_000)
             states = await page.evaluate("window.voiceloop.stateLog")
             errors = await page.inner_text("#errors")
             ready = await page.evaluate("window.voiceloop.ready")
@@ -90,7 +91,7 @@ async def test_playground_session(engines, data_dir, tmp_path, ha_server):
             summary_v2v = await page.inner_text("#summary tr[data-row='v2v'] td")
             # The second request, answered with a tool.
             await page.wait_for_function(
-                "window.voiceloop.turnMsgs.filter((m) => m.v2v_ms != null).length >= 2", timeout=40_000
+                "window.voiceloop.turnMsgs.filter((m) => m.v2v_ms != null).length >= 2", timeout=120_000
             )
             await page.wait_for_function("document.querySelector('#state').dataset.state == 'listening'")
             conversation = await page.inner_text("#conversation")
@@ -116,7 +117,7 @@ async def test_playground_session(engines, data_dir, tmp_path, ha_server):
 
             # The session is still usable after the bad setting: stop it, change a setting, start again.
             await page.click("#stop")
-            await page.wait_for_function("document.querySelector('#state').dataset.state == 'idle'", timeout=10_000)
+            await page.wait_for_function("document.querySelector('#state').dataset.state == 'idle'", timeout=30_000)
             # Another strategy, a persona of one's own, no tools.
             await page.select_option("#strategy", "sequential")
             await page.fill("#system", PERSONA)
@@ -128,7 +129,7 @@ async def test_playground_session(engines, data_dir, tmp_path, ha_server):
             )
             second_ready = await page.evaluate("window.voiceloop.ready")
             await page.wait_for_function(
-                "window.voiceloop.turnMsgs.some((m) => m.strategy == 'sequential' && m.v2v_ms != null)", timeout=40_000
+                "window.voiceloop.turnMsgs.some((m) => m.strategy == 'sequential' && m.v2v_ms != null)", timeout=120_000
             )
             await page.click("#stop")
             # A phone's width: no sideways scrolling. The dark scheme follows the system's.

@@ -21,7 +21,17 @@ from voiceloop.core.clock import ManualClock, MonotonicClock
 from voiceloop.core.events import Announcement, ReplyAudio, ReplyText, TurnMetrics
 from voiceloop.errors import ConfigError
 from voiceloop.llm.backend import GenerationStats
-from voiceloop.tools import HomeAssistant, Timers, ToolCall, ToolCallFilter, ToolOptions, ToolRunner, check_call, tool
+from voiceloop.tools import (
+    HomeAssistant,
+    Timers,
+    ToolCall,
+    ToolCallFilter,
+    ToolOptions,
+    ToolRunner,
+    builtin_tools,
+    check_call,
+    tool,
+)
 from voiceloop.tools.builtin.calculator import evaluate
 from voiceloop.tools.builtin.clock import current_time, resolve_zone
 from voiceloop.tools.builtin.units import convert
@@ -641,9 +651,11 @@ def test_real_decision_is_read_on_the_request_alone_in_a_conversation(engines):
         raw.eval(alone[raw.n_tokens :])
         z_main = np.array(last_logits(raw))
         assert int(np.argmax(z_side)) == int(np.argmax(z_main))
-        # Not bit-equal: llama.cpp's quantized kernels round differently with the batch's shape (0.004-0.021 seen
-        # across persona texts); far inside the band the decision uses (0.20-0.33).
-        assert abs(llm._p_call(z_side) - llm._p_call(z_main)) < 0.03
+        # Not bit-equal: llama.cpp's quantized kernels round differently with the batch's shape and where the
+        # cells sit in the cache (0.004-0.021 seen across persona texts, 0.042 once a call had been written in the
+        # side sequence and its cells freed; the side sequence itself gives the same logits as a fresh evaluation
+        # there); well inside the band the decision uses (0.20-0.33).
+        assert abs(llm._p_call(z_side) - llm._p_call(z_main)) < 0.06
         # Rewriting the whole context: kept, the side's copy of the old head and the new one would not fit.
         raw.n_tokens = 0
         raw.eval(alone)
@@ -651,6 +663,73 @@ def test_real_decision_is_read_on_the_request_alone_in_a_conversation(engines):
         assert isinstance(side, SideSequence)
         side.eval(alone)
         assert side.shared == len(alone) - 1
+
+
+def test_a_call_written_alone_takes_its_values_from_the_request_or_its_schema():
+    from voiceloop.tools.grounding import from_request
+
+    light = _params(next(t for t in HomeAssistant("http://127.0.0.1:1", "t").tools() if t.name == "turn_on_light"))
+    clock = _params(next(t for t in builtin_tools() if t.name == "current_time"))
+    # Said, or the schema's own number ("1 to 100"), or an optional field's described default ("local time").
+    assert from_request({"area": "kitchen", "brightness_percent": 100}, "Turn on the kitchen light.", light)
+    assert from_request({"place": "local"}, "What time is it?", clock)
+    assert from_request({"minutes": 15}, "Timer, fifteen minutes.", None)
+    assert from_request(
+        {"text": "feed the cat", "when": "in 45 minutes"}, "Don't let me forget to feed the cat in 45 minutes."
+    )
+    # Standing in for an earlier turn: the conversation must write it.
+    assert not from_request({"area": "living room lamp"}, "Turn it off.", light)  # a required field: said or not at all
+    assert not from_request({"place": "Tokyo"}, "What time is it there?", clock)  # a quoted example is not a source
+    assert not from_request({"minutes": 10, "label": "pasta"}, "Set another timer.", None)
+
+
+def _params(t) -> dict:
+    return t.schema()["function"]["parameters"]
+
+
+@pytest.mark.models
+def test_real_call_is_written_on_the_request_alone_unless_it_refers_back(engines):
+    """After a conversation the model copies earlier calls ("Timer, fifteen minutes." → cancel_timer("pasta") in a
+    spoken session); written on the request alone it writes what was asked. "Turn it off" names nothing, so its
+    call is written after the conversation, where the kitchen is."""
+    from voiceloop.llm.prompt import Message
+
+    llm = engines.llm
+    tools = [*builtin_tools(), *Timers().tools(), *HomeAssistant("http://127.0.0.1:1", "t").tools()]
+    by_name = {t.name: t for t in tools}
+    schemas = [t.schema() for t in tools]
+
+    def call(name: str, args: dict) -> Message:
+        return Message("assistant", "<tool_call>\n" + json.dumps({"name": name, "arguments": args}) + "\n</tool_call>")
+
+    history = [
+        Message("user", "Set a timer for ten minutes for the pasta."),
+        call("set_timer", {"minutes": 10, "label": "pasta"}),
+        Message("tool", "pasta set for 10 minutes"),
+        Message("assistant", "Timer set for 10 minutes for the pasta."),
+        Message("user", "Cancel the pasta timer."),
+        call("cancel_timer", {"label": "pasta"}),
+        Message("tool", "cancelled pasta"),
+        Message("assistant", "The pasta timer is cancelled."),
+        Message("user", "Turn on the kitchen light."),
+        call("turn_on_light", {"area": "kitchen"}),
+        Message("tool", "kitchen light on"),
+        Message("assistant", "The kitchen light is on."),
+    ]
+
+    def ask(text: str) -> tuple:
+        st, f = GenerationStats(), ToolCallFilter()
+        f.feed("".join(llm.stream(history, text, max_tokens=96, tools=schemas, stats=st)))
+        f.flush()
+        assert f.calls, (text, st.call_decision, llm.last_call_probability)
+        return check_call(f.calls[0], by_name), st.call_written
+
+    timer, where = ask("Timer, fifteen minutes.")
+    assert timer.name == "set_timer" and timer.arguments.get("minutes") == 15, timer
+    assert where == "alone"
+    light, where = ask("Turn it off.")
+    assert light.name == "turn_off_light" and where == "conversation", (light, where)
+    assert "kitchen" in light.arguments["area"].lower(), light
 
 
 def test_a_call_is_grounded_only_in_values_the_user_said():

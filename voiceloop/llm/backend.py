@@ -35,6 +35,8 @@ class GenerationStats:
     call_decision: str = ""
     """How the tool decision went: "call", "answer", "unsure: kept" or "unsure: dropped" (the call written unseen
     and judged on its arguments, ``voiceloop.tools.grounding``); "" when no tools were offered."""
+    call_written: str = ""
+    """Where a call decided on the request alone was written: "alone", or "conversation" (not grounded alone)."""
     on_prompt: Callable[[], None] | None = field(default=None, repr=False, compare=False)
     """Called on the LLM's thread once the prompt is evaluated: from then on ``turn_signals`` can be read, even
     when the first token comes much later (a tool call written unseen before it is kept)."""

@@ -90,6 +90,9 @@ class LlamaOptions:
     tool_decision_alone: bool = True
     """Read the call decision on the request alone once there is history (costs the request's tokens in a
     second KV-cache sequence, prefilled while the user speaks). False = read it after the conversation only."""
+    tool_call_written_alone: bool = True
+    """A call decided on the request alone is written there too (kept when its arguments come from the request,
+    else written again after the conversation): after a conversation the model copies earlier calls."""
     tool_grammar: bool = True
     """Constrain a call to the tools' JSON schemas (a GBNF grammar): always a well-formed call to a real tool."""
     copy_guard: bool = True
@@ -460,21 +463,20 @@ class LlamaBackend(LLMBackend):
         return p_alone >= o.tool_call_threshold or (in_conversation and t_conv is not None and p_conv >= t_conv)
 
     def _grounded_call(
-        self, tools: list[dict], stop: threading.Event | None, st: GenerationStats, t0: int, user_text: str
+        self,
+        tools: list[dict],
+        stop: threading.Event | None,
+        st: GenerationStats,
+        t0: int,
+        user_text: str,
+        alone: list[int] | None = None,
     ) -> str | None:
         """An unsure decision: write the call unseen; return it when its arguments come from the request, else
         take it back out of the KV cache and return None (the reply answers in words)."""
-        from ..tools.grounding import grounded
-
         start = self.llm.n_tokens
-        text = "".join(self._tool_call(tools, stop, st, t0))
+        text = "".join(self._tool_call(tools, stop, st, t0, alone=alone, user_text=user_text))
         body = text[len(OPEN_CALL) :].removesuffix("</tool_call>").strip()
-        try:
-            call = json.loads(body)
-            ok = isinstance(call, dict) and isinstance(call.get("arguments"), dict)
-            ok = ok and grounded(call["arguments"], user_text, _required(tools, call.get("name")))
-        except ValueError:
-            ok = False
+        ok = self._is_grounded(body, tools, user_text)
         log.debug("unsure call (P %.2f) %s: %s", self.last_call_probability, "kept" if ok else "dropped", body)
         if ok:
             return text
@@ -482,20 +484,78 @@ class LlamaBackend(LLMBackend):
         st.decode_tokens = 0
         return None
 
-    def _tool_call(self, tools: list[dict], stop: threading.Event | None, st: GenerationStats, t0: int) -> Iterator[str]:
+    @staticmethod
+    def _is_grounded(body: str, tools: list[dict], user_text: str) -> bool:
+        from ..tools.grounding import grounded
+
+        try:
+            call = json.loads(body)
+        except ValueError:
+            return False
+        ok = isinstance(call, dict) and isinstance(call.get("arguments"), dict)
+        return ok and grounded(call["arguments"], user_text, _required(tools, call.get("name")))
+
+    def _tool_call(
+        self,
+        tools: list[dict],
+        stop: threading.Event | None,
+        st: GenerationStats,
+        t0: int,
+        *,
+        alone: list[int] | None = None,
+        user_text: str = "",
+    ) -> Iterator[str]:
         """Write the call: the opening tag at once (the caller can start a filler), then the JSON (within the
-        tools' grammar unless switched off)."""
+        tools' grammar unless switched off).
+
+        With ``alone`` (the request-alone prompt, in the side sequence) the call is first written there: after
+        a conversation these models copy an earlier call ("Timer, fifteen minutes." → ``cancel_timer("pasta")``,
+        a cat-feeding reminder → ``set_timer``), on the request alone they write what was asked. It is kept when
+        its values come from the request (``tools.grounding.from_request``); otherwise (a reference to an earlier
+        turn: "turn it off", "what time is it there?") the call is written again in the conversation's context,
+        where "it" can be found.
+        """
+        st.ttft_ms = (time.perf_counter_ns() - t0) / 1e6
+        if st.on_call_start is not None:
+            st.on_call_start()
+        yield OPEN_CALL
+        body = None
+        if alone is not None:
+            body = self._write_call(tools, stop, st, alone)
+            if not st.cancelled and not _from_request(body, tools, user_text):
+                log.debug("call written alone takes a value from elsewhere, written in the conversation: %s", body)
+                body = None
+            st.call_written = "alone" if body is not None else "conversation"
+        if body is None and not st.cancelled:
+            body = self._write_call(tools, stop, st, None)
+        yield f"{body or ''}\n</tool_call>"
+
+    def _write_call(
+        self, tools: list[dict], stop: threading.Event | None, st: GenerationStats, alone: list[int] | None
+    ) -> str:
+        """The call's JSON, greedy within the grammar, after the conversation's prompt (the main sequence, whose
+        KV cache keeps it) or after ``alone`` (the side sequence; the main one is left as it was)."""
         from .grammar import GrammarConstraint, tools_grammar
 
         llm = self.llm
         # Without the grammar the opening of the JSON is written for the model too (after the bare tag
         # the embedded models close the call at once).
         opening = OPEN_CALL if self.options.tool_grammar else OPEN_CALL + '{"name": "'
-        st.ttft_ms = (time.perf_counter_ns() - t0) / 1e6
-        if st.on_call_start is not None:
-            st.on_call_start()
-        yield OPEN_CALL
-        llm.eval(llm.tokenize(opening.encode(), add_bos=False, special=True))
+        if alone is None:
+
+            def feed(tokens: list[int]) -> np.ndarray:
+                llm.eval(tokens)
+                return last_logits(llm)
+        else:
+            seq = list(alone)
+
+            def feed(tokens: list[int]) -> np.ndarray:
+                seq.extend(tokens)
+                z = self._side.eval(seq)
+                assert z is not None
+                return z
+
+        z = feed(llm.tokenize(opening.encode(), add_bos=False, special=True))
         key = json.dumps(tools, sort_keys=True)
         if self.options.tool_grammar:
             gbnf = self._grammars.get(key)
@@ -511,7 +571,6 @@ class LlamaBackend(LLMBackend):
                 if stop is not None and stop.is_set():
                     st.cancelled = True
                     break
-                z = last_logits(llm)
                 if constraint is not None:
                     best = constraint.best(z)
                     token = best if best is not None else llm.token_eos()
@@ -522,13 +581,13 @@ class LlamaBackend(LLMBackend):
                 if constraint is not None:
                     constraint.accept(token)
                 out.append(token)
-                llm.eval([token])
+                z = feed([token])
         finally:
             if constraint is not None:
                 constraint.close()
-        st.decode_tokens = len(out)
+        st.decode_tokens += len(out)
         body = llm.detokenize(out).decode("utf-8", "replace").strip()
-        yield f"{opening[len(OPEN_CALL) :]}{body}\n</tool_call>"
+        return f"{opening[len(OPEN_CALL) :]}{body}"
 
     def turn_signals(self, history: list[Message], user_text: str) -> dict[str, float] | None:
         """End-of-turn probabilities read while this text's prompt was evaluated, if it was: ``eom``, the
@@ -570,7 +629,7 @@ class LlamaBackend(LLMBackend):
             out_ids: list[int] = []
             emitted = 0
             t_first = 0
-            first, reused, alone_logits = None, None, None
+            first, reused, alone_logits, alone = None, None, None, None
             # Evaluate the prompt here, reading the end-of-turn signals on the way (free rows).
             ids, marks = self._split_tokens(history, user_text, tools) if not after else (tokens, {})
             if ids == tokens:
@@ -605,8 +664,14 @@ class LlamaBackend(LLMBackend):
                     call = self._wants_call(history, first, alone_logits)
                     band = self.options.tool_call_band
                     p = st.call_probability = self.last_call_probability
+                    # Decided on the request alone: written there first (see _tool_call); a follow-up that
+                    # called only after the conversation ("and in Paris?") is written in the conversation.
+                    if alone_logits is None or p is None or not self.options.tool_call_written_alone:
+                        alone = None
+                    elif call and p < self.options.tool_call_threshold:
+                        alone = None
                     if not call and band is not None and p is not None and p >= band:
-                        kept = self._grounded_call(tools, stop, st, t0, user_text)
+                        kept = self._grounded_call(tools, stop, st, t0, user_text, alone)
                         st.call_decision = "unsure: kept" if kept is not None else "unsure: dropped"
                         if kept is not None:
                             yield kept
@@ -614,7 +679,7 @@ class LlamaBackend(LLMBackend):
                             return
                 st.call_decision = st.call_decision or ("call" if call else "answer")
                 if call:
-                    yield from self._tool_call(tools, stop, st, t0)
+                    yield from self._tool_call(tools, stop, st, t0, alone=alone, user_text=user_text)
                     st.finish_reason = "tool_call"
                     return
                 if tool_choice == "none" or not after:
@@ -714,6 +779,21 @@ def _load(
         raise ModelNotFoundError(f"cannot load GGUF model {path}: {exc}") from None
     finally:
         low.llama_context_default_params = default
+
+
+def _from_request(body: str, tools: list[dict], user_text: str) -> bool:
+    from ..tools.grounding import from_request
+
+    try:
+        call = json.loads(body)
+    except ValueError:
+        return False
+    if not isinstance(call, dict) or not isinstance(call.get("arguments"), dict):
+        return False
+    params = next(
+        (t.get("function", t).get("parameters") for t in tools if t.get("function", t).get("name") == call.get("name")), None
+    )
+    return from_request(call["arguments"], user_text, params)
 
 
 def _required(tools: list[dict], name: object) -> list[str] | None:

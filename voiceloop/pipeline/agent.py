@@ -592,6 +592,8 @@ class VoiceAgent(Stage[AudioFrame, Event]):
         if s.call_decision:
             rec.llm["p_call"] = None if s.call_probability is None else round(s.call_probability, 3)
             rec.llm["call_decision"] = s.call_decision
+            if s.call_written:
+                rec.llm["call_written"] = s.call_written
         log.debug("turn %d finished: reply %r, marks %s, llm %s", rec.turn_id, rec.reply, sorted(job.marks), rec.llm)
         if not text:
             return  # noise, not a turn

@@ -88,3 +88,41 @@ def grounded(arguments: dict[str, Any], text: str, required: Iterable[str] | Non
         elif isinstance(v, str) and any(w[:5] in words for w in re.findall(r"[a-z]{3,}", v.lower())):
             anchored = True
     return anchored or (required is not None and not list(required))
+
+
+def _stems(text: str) -> set[str]:
+    return {w[:5] for w in re.findall(r"[a-z]{3,}", text.lower())}
+
+
+def from_request(arguments: dict[str, Any], text: str, parameters: dict[str, Any] | None = None) -> bool:
+    """Does a call written on the request alone take its values from the request (or its tool's own schema),
+    rather than stand in for something said earlier ("turn it off" → ``turn_off_light("living room")``)?
+
+    Looser than :func:`grounded` on numbers: a number may also come from the schema ("brightness_percent: 1 to
+    100"). Every string argument must share a word with the request, except an optional parameter's value
+    taken from its own description ("place": "local", described as "omit for the local time"), quoted examples
+    left out (a city "Tokyo" for "what time is it there?" stands for an earlier turn's city).
+    """
+    said = spoken_numbers(text)
+    words = _stems(text)
+    props = (parameters or {}).get("properties") or {}
+    required = set((parameters or {}).get("required") or [])
+    schema_numbers = spoken_numbers(str(parameters or ""))
+    for name, v in arguments.items():
+        # The description's own words, not its quoted examples ("Tokyo"): those would stand for any city.
+        about = re.sub(r'"[^"]*"', "", str((props.get(name) or {}).get("description", "")))
+        described = _stems(about) if name not in required else set()
+        for x in _values(v):
+            if isinstance(x, bool) or x is None:
+                continue
+            if isinstance(x, int | float):
+                if x != 0 and float(x) not in said and float(x) not in schema_numbers:
+                    return False
+                continue
+            nums = [n for n in spoken_numbers(str(x)) if n != 0]
+            if any(n not in said for n in nums):
+                return False
+            own = _stems(str(x))
+            if own and not own & (words | described):
+                return False
+    return True
