@@ -250,3 +250,19 @@ def test_with_tools_offered_remarks_still_get_replies_not_read_backs(engines):
     said = list(zip(lines, replies, strict=True))
     assert len(rep.echoes) <= 5 and rep.repeats == (), said
     assert len(rep.formulas) <= 2, said
+
+
+@pytest.mark.models
+def test_a_prefill_does_not_start_while_a_reply_waits(engines):
+    """The reply's wish to start is the reply's to withdraw: a prefill queued behind a cut-short one used to clear
+    it and run whole (the rest of the history on one thread, ~5 s on a slow CPU) before the reply could start."""
+    llm = engines.llm
+    history = [Message("user", "Who wrote Hamlet?"), Message("assistant", "William Shakespeare wrote Hamlet.")]
+    llm.prefill([], "")
+    before = llm.llm.n_tokens
+    llm.yield_to_reply()
+    llm.prefill(history, "What is the capital")  # queued behind the reply's request: does nothing
+    assert llm.llm.n_tokens == before
+    "".join(llm.stream(history, "What is the capital of Spain?", max_tokens=8))  # the reply takes the model
+    llm.prefill([*history, Message("user", "What is the capital of Spain?"), Message("assistant", "Madrid.")], "")
+    assert llm.llm.n_tokens > before  # and prefills run again after it

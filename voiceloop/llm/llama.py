@@ -189,10 +189,16 @@ class LlamaBackend(LLMBackend):
         return self.llm.detokenize([token], special=True).decode("utf-8", errors="ignore")
 
     def _tokens(
-        self, history: list[Message], user_text: str, tools: list[dict] | None = None, after: list[Message] | None = None
+        self,
+        history: list[Message],
+        user_text: str,
+        tools: list[dict] | None = None,
+        after: list[Message] | None = None,
+        *,
+        prompt: TranscriptPrompt | ChatTemplatePrompt | None = None,
     ) -> list[int]:
         history = self._trim(history, tools)
-        text = self.prompt.render(history, user_text, tools=tools, after=after)
+        text = (prompt or self.prompt).render(history, user_text, tools=tools, after=after)
         return self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
 
     def _trim(self, history: list[Message], tools: list[dict] | None = None) -> list[Message]:
@@ -284,8 +290,13 @@ class LlamaBackend(LLMBackend):
             if (not tokens or reuse == len(tokens)) and not alone:
                 return  # already in the cache
             # In small chunks, so that a reply waiting for the model starts after one chunk, not after
-            # the whole prefill (on a 1.5B model 8 tokens take ~100 ms on two cores, 4 take ~60).
-            self._reply_waiting.clear()
+            # the whole prefill (on a 1.5B model 8 tokens take ~100 ms on two cores, 4 take ~60). Nor does a
+            # prefill start while a reply waits: the flag is the reply's to clear, once it has the model. (A
+            # prefill queued behind a cut-short one used to clear it and run whole, on one thread: the rest of
+            # the history, ~100 tokens, ~5 s on a 2-vCPU AVX2 EPYC before the reply could start.)
+            if self._reply_waiting.is_set():
+                log.debug("prefill skipped: a reply is waiting")
+                return
             # Warming the conversation's prefix (no user words yet: at its start or between turns) may take
             # every thread and bigger steps: nobody is speaking, so Whisper does not need the other core.
             warm = not user_text
@@ -440,9 +451,7 @@ class LlamaBackend(LLMBackend):
         no examples."""
         system = [m for m in history if m.role == "system"]
         alone = getattr(self.prompt, "alone_prompt", None)
-        prompt = alone() if alone is not None else self.prompt
-        text = prompt.render(self._trim(system, tools), user_text, tools=tools)
-        return self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+        return self._tokens(system, user_text, tools, prompt=alone() if alone is not None else None)
 
     def _reads_alone(self, history: list[Message], tools: list[dict] | None, after: list[Message] | None) -> bool:
         """Is the call decision read on the request alone (a second prompt) for this reply?"""
@@ -618,6 +627,7 @@ class LlamaBackend(LLMBackend):
         st = stats if stats is not None else GenerationStats()
         t_wait = time.perf_counter_ns()
         with self.lock:
+            self._reply_waiting.clear()  # this reply has the model; prefills may run again after it
             t0 = time.perf_counter_ns()
             st.wait_ms = (t0 - t_wait) / 1e6
             tokens = self._tokens(history, user_text, tools, after)

@@ -52,9 +52,7 @@ last two examples keep a model without tools from making up the time ("It's 12:0
 switched a lamp on; the same said as an instruction in the persona changed nothing."""
 
 
-REMARK_EXAMPLES: tuple[tuple[str, str], ...] = tuple(
-    e for e in SPEECH_EXAMPLES if not e[0].endswith("?") and "please" not in e[0].lower()
-)
+REMARK_EXAMPLES: tuple[tuple[str, str], ...] = tuple(e for e in SPEECH_EXAMPLES if not e[0].endswith("?"))
 """The examples that answer a remark (a walk, a line from a book, a lone word) with a remark."""
 
 
