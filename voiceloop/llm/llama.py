@@ -42,7 +42,11 @@ OPEN_CALL = "<tool_call>\n"
 class LlamaOptions:
     model: str | None = None
     """A GGUF file; None = the catalog's default LLM (models/catalog.toml)."""
-    n_ctx: int = 2048
+    n_ctx: int = 4096
+    """Room for the system turn (~1,260 tokens with the built-in tools' schemas), the history and the reply. At
+    2,048 the history's budget was ~180 tokens with tools: every ~4 turns the whole history was dropped and
+    evaluated again (100-150 tokens, ~4 s on a 2-vCPU AVX2 EPYC, often in front of a reply). The cache costs
+    ~115 MB more for the 1.5B model; attention over a longer prompt costs a little per token."""
     n_threads: int | None = None
     """Decode threads; None = this machine's measured choice for the model (``voiceloop doctor --tune``,
     voiceloop.core.machine). A 270M model decodes as fast on one EPYC core as on two (memory-bound), a
