@@ -222,7 +222,7 @@ def test_history_with_tools_fits_the_context(engines):
     backend = engines.llm
     schemas = [t.schema() for t in [*builtin_tools(), *Timers().tools()]]
     turns = []
-    for i in range(60):
+    for i in range(160):  # more than a 4,096-token context holds, with or without the schemas
         turns += [Message("user", f"Tell me fact number {i} about the sea, please."), Message("assistant", f"Fact {i}.")]
     ids = backend._tokens(turns, "And one more?", tools=schemas)
     assert len(ids) <= backend.options.n_ctx - 400  # room for the reply and a tool round
