@@ -755,6 +755,21 @@ def test_a_call_is_grounded_only_in_values_the_user_said():
     assert not grounded({"area": "bedroom lamp"}, "I'm feeling a bit tired today.", required=["area"])
 
 
+def test_a_written_call_body_is_judged_against_its_tool_schema():
+    """The backend's two checks read a written call the same way: bad JSON or a missing arguments object is
+    never kept, and a value the user did not say drops the call."""
+    from voiceloop.llm.llama import _from_request, _is_grounded
+
+    schemas = [t.schema() for t in Timers().tools()]
+    said = "Set a timer for fifteen minutes."
+    good = '{"name": "set_timer", "arguments": {"minutes": 15}}'
+    assert _is_grounded(good, schemas, said) and _from_request(good, schemas, said)
+    invented = '{"name": "set_timer", "arguments": {"minutes": 20}}'
+    assert not _is_grounded(invented, schemas, said) and not _from_request(invented, schemas, said)
+    for bad in ('{"name": "set_timer", "arguments": {"minutes": 15}', '{"name": "set_timer"}', "[1, 2]"):
+        assert not _is_grounded(bad, schemas, said) and not _from_request(bad, schemas, said), bad
+
+
 def test_real_unsure_calls_are_kept_only_when_grounded(engines):
     """Between the band's floor and the threshold the call is written unseen and kept only when its arguments
     were said: a conversion (P ~0.3) is called; a question at a similar P, whose forced call computes a number

@@ -489,24 +489,13 @@ class LlamaBackend(LLMBackend):
         start = self.llm.n_tokens
         text = "".join(self._tool_call(tools, stop, st, t0, alone=alone, user_text=user_text))
         body = text[len(OPEN_CALL) :].removesuffix("</tool_call>").strip()
-        ok = self._is_grounded(body, tools, user_text)
+        ok = _is_grounded(body, tools, user_text)
         log.debug("unsure call (P %.2f) %s: %s", self.last_call_probability, "kept" if ok else "dropped", body)
         if ok:
             return text
         self.llm.n_tokens = start  # the answer is written after the prompt, not after the dropped call
         st.decode_tokens = 0
         return None
-
-    @staticmethod
-    def _is_grounded(body: str, tools: list[dict], user_text: str) -> bool:
-        from ..tools.grounding import grounded
-
-        try:
-            call = json.loads(body)
-        except ValueError:
-            return False
-        ok = isinstance(call, dict) and isinstance(call.get("arguments"), dict)
-        return ok and grounded(call["arguments"], user_text, _required(tools, call.get("name")))
 
     def _tool_call(
         self,
@@ -795,25 +784,33 @@ def _load(
         low.llama_context_default_params = default
 
 
-def _from_request(body: str, tools: list[dict], user_text: str) -> bool:
-    from ..tools.grounding import from_request
-
+def _parse_call(body: str, tools: list[dict]) -> tuple[dict, dict | None] | None:
+    """A written call's arguments and its tool's declared parameters (None for an unknown tool); None when the
+    body is not a call (bad JSON, or no arguments object)."""
     try:
         call = json.loads(body)
     except ValueError:
-        return False
+        return None
     if not isinstance(call, dict) or not isinstance(call.get("arguments"), dict):
+        return None
+    spec = next((t.get("function", t) for t in tools if t.get("function", t).get("name") == call.get("name")), None)
+    return call["arguments"], None if spec is None else spec.get("parameters") or {}
+
+
+def _is_grounded(body: str, tools: list[dict], user_text: str) -> bool:
+    """An unsure call is kept when its required values were said (``tools.grounding.grounded``)."""
+    from ..tools.grounding import grounded
+
+    parsed = _parse_call(body, tools)
+    if parsed is None:
         return False
-    params = next(
-        (t.get("function", t).get("parameters") for t in tools if t.get("function", t).get("name") == call.get("name")), None
-    )
-    return from_request(call["arguments"], user_text, params)
+    args, params = parsed
+    return grounded(args, user_text, None if params is None else list(params.get("required") or []))
 
 
-def _required(tools: list[dict], name: object) -> list[str] | None:
-    """The offered tool's required parameters (None: no such tool, so nothing is known about them)."""
-    for t in tools:
-        f = t.get("function", t)
-        if f.get("name") == name:
-            return list((f.get("parameters") or {}).get("required") or [])
-    return None
+def _from_request(body: str, tools: list[dict], user_text: str) -> bool:
+    """A call written on the request alone is kept when every value comes from the request or its schema."""
+    from ..tools.grounding import from_request
+
+    parsed = _parse_call(body, tools)
+    return parsed is not None and from_request(parsed[0], user_text, parsed[1])
