@@ -22,6 +22,12 @@ def add_llm_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--draft-model", help="a smaller GGUF (file or catalog name) with the --llm model's tokenizer")
     p.add_argument("--system", help="the system prompt / persona (default: a prompt written for speech)")
+    p.add_argument(
+        "--history-tokens",
+        type=int,
+        help="the prompt's token budget for the conversation (default: the context less 512); less is faster on a "
+        "slow CPU and remembers fewer turns",
+    )
 
 
 def resolve_model(value: str | None) -> str | None:
@@ -36,6 +42,12 @@ def resolve_model(value: str | None) -> str | None:
 
 
 def llama_options(args: argparse.Namespace) -> LlamaOptions:
+    history = getattr(args, "history_tokens", None)
+    if history is not None and history < 256:
+        raise SystemExit("voiceloop: --history-tokens must be at least 256")
     return LlamaOptions(
-        model=resolve_model(args.llm), speculative=args.speculative, draft_model=resolve_model(args.draft_model)
+        model=resolve_model(args.llm),
+        speculative=args.speculative,
+        draft_model=resolve_model(args.draft_model),
+        history_tokens=history,
     )
