@@ -263,3 +263,16 @@ def test_the_repetition_metrics_leave_a_tool_turns_filler_out():
     turn = {"reply": "One moment. The time in Tokyo is 9 pm.", "tools": [{"filler": "One moment."}, {"name": "t"}]}
     assert _said(turn) == "The time in Tokyo is 9 pm."
     assert _said({"reply": "One moment. Sure.", "tools": []}) == "One moment. Sure."
+
+
+def test_history_tokens_is_a_cli_option_with_a_floor(capsys):
+    from voiceloop.cli.llm_args import llama_options
+    from voiceloop.cli.main import build_parser
+
+    args = build_parser().parse_args(["profile", "a.wav", "--history-tokens", "2560"])
+    assert llama_options(args).history_tokens == 2560
+    assert llama_options(build_parser().parse_args(["profile", "a.wav"])).history_tokens is None
+    for bad in ("100", "lots"):
+        with pytest.raises(SystemExit) as exc:
+            build_parser().parse_args(["profile", "a.wav", "--history-tokens", bad])
+        assert exc.value.code == 2 and "at least 256" in capsys.readouterr().err

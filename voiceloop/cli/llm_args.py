@@ -24,10 +24,18 @@ def add_llm_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--system", help="the system prompt / persona (default: a prompt written for speech)")
     p.add_argument(
         "--history-tokens",
-        type=int,
+        type=_history_tokens,
         help="the prompt's token budget for the conversation (default: the context less 512); less is faster on a "
         "slow CPU and remembers fewer turns",
     )
+
+
+def _history_tokens(value: str) -> int:
+    n = int(value) if value.isdigit() else 0
+    if n < 256:
+        # The backend's own floor; a budget under the system turn's size (with tools ~1,300) keeps no turn at all.
+        raise argparse.ArgumentTypeError(f"a token count of at least 256, not {value!r}")
+    return n
 
 
 def resolve_model(value: str | None) -> str | None:
@@ -43,8 +51,6 @@ def resolve_model(value: str | None) -> str | None:
 
 def llama_options(args: argparse.Namespace) -> LlamaOptions:
     history = getattr(args, "history_tokens", None)
-    if history is not None and history < 256:
-        raise SystemExit("voiceloop: --history-tokens must be at least 256")
     return LlamaOptions(
         model=resolve_model(args.llm),
         speculative=args.speculative,
