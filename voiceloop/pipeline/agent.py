@@ -586,6 +586,8 @@ class VoiceAgent(Stage[AudioFrame, Event]):
             await job.task
         except asyncio.CancelledError:
             rec.interrupted = True
+        # Cut in after its last clause was handed over (playback still running) but before this ran.
+        rec.interrupted = rec.interrupted or job.interrupted_at is not None
         if job.marks.get("first_audio_out"):
             self._speaking_until = job.marks["first_audio_out"] + job.audio_ns
         for k, v in job.marks.items():
