@@ -483,7 +483,7 @@ class VoiceAgent(Stage[AudioFrame, Event]):
         self.history[at] = Message("assistant", heard)
         rec.interrupted = True
         rec.mark("interrupted", job.interrupted_at or self.clock.now_ns())
-        rec.extra["unheard"] = rec.reply[len(heard) :].strip() if rec.reply.startswith(heard) else rec.reply
+        rec.extra["unheard"] = _rest(rec.reply, heard)
         rec.reply = heard
         log.debug("turn %d: the user heard %r of the reply", rec.turn_id, heard)
 
@@ -600,7 +600,7 @@ class VoiceAgent(Stage[AudioFrame, Event]):
         # handed to the output (a model that believes it said more answers the next turn from that).
         rec.reply = job.heard() if rec.interrupted else job.reply_text
         if rec.interrupted and rec.reply != " ".join(job.spoken):
-            rec.extra["unheard"] = " ".join(job.spoken)[len(rec.reply) :].strip()
+            rec.extra["unheard"] = _rest(" ".join(job.spoken), rec.reply)
         rec.asr_window_frames = job.window_frames
         rec.tools = list(job.tool_records)
         rec.extra["final_asr_from_streaming_pass"] = job.early_asr_used
@@ -683,3 +683,9 @@ class VoiceAgent(Stage[AudioFrame, Event]):
         """The LLM prefill of this conversation's prompt (with the tools' schemas: they are in its prefix)."""
         extra = {"tools": self.tool_runner.schemas()} if self.tool_runner is not None else {}
         return functools.partial(self.engines.llm.prefill, self._context(), text, **extra)
+
+
+def _rest(said: str, heard: str) -> str:
+    """The words of a reply after those heard (all of it when the heard words are not its start)."""
+    words, kept = said.split(), heard.split()
+    return " ".join(words[len(kept) :]) if words[: len(kept)] == kept else said
