@@ -25,8 +25,8 @@ def add_llm_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--history-tokens",
         type=_history_tokens,
-        help="the prompt's token budget for the conversation (default: the context less 512); less is faster on a "
-        "slow CPU and remembers fewer turns",
+        help="the prompt's token budget for the conversation, the system turn included (default: the context "
+        "less 512); a smaller one remembers fewer turns",
     )
 
 
@@ -50,10 +50,9 @@ def resolve_model(value: str | None) -> str | None:
 
 
 def llama_options(args: argparse.Namespace) -> LlamaOptions:
-    history = getattr(args, "history_tokens", None)
     return LlamaOptions(
         model=resolve_model(args.llm),
         speculative=args.speculative,
         draft_model=resolve_model(args.draft_model),
-        history_tokens=history,
+        history_tokens=getattr(args, "history_tokens", None),
     )
