@@ -460,32 +460,11 @@ class VoiceAgent(Stage[AudioFrame, Event]):
 
     async def _interrupt(self, job: ReplyJob, reason: str) -> None:
         log.debug("turn %d: interrupt reply of turn %d (%s)", self._turn_id, job.turn_id, reason)
-        if job.interrupted_at is None:
-            job.interrupted_at = self.clock.now_ns()
         job.cancel()
         if self._speaking is job:
             self._speaking = None
             self._speaking_until = 0
-        if job.task.done() and not job.task.cancelled():
-            self._heard_only(job)
         await self._emit(Interrupted(turn_id=job.turn_id, reason=reason))
-
-    def _heard_only(self, job: ReplyJob) -> None:
-        """A reply handed to the output whole is in the history whole, but its audio was still playing when
-        the user cut in: keep only the words heard, in the history and in the turn's record."""
-        rec = job.record
-        if rec is None or rec.interrupted or not rec.extra.get("in_history"):
-            return
-        heard = job.heard()
-        at = rec.extra["history_at"] + 1 + len(job.tool_messages)
-        if heard == rec.reply or at >= len(self.history) or self.history[at].role != "assistant":
-            return
-        self.history[at] = Message("assistant", heard)
-        rec.interrupted = True
-        rec.mark("interrupted", job.interrupted_at or self.clock.now_ns())
-        rec.extra["unheard"] = _rest(rec.reply, heard)
-        rec.reply = heard
-        log.debug("turn %d: the user heard %r of the reply", rec.turn_id, heard)
 
     async def _on_pause(self, silence_start_ns: int) -> None:
         self._state = _State.PAUSE
@@ -586,21 +565,13 @@ class VoiceAgent(Stage[AudioFrame, Event]):
             await job.task
         except asyncio.CancelledError:
             rec.interrupted = True
-        # Cut in after its last clause was handed over (playback still running) but before this ran.
-        rec.interrupted = rec.interrupted or job.interrupted_at is not None
         if job.marks.get("first_audio_out"):
             self._speaking_until = job.marks["first_audio_out"] + job.audio_ns
         for k, v in job.marks.items():
             rec.mark(k, v)
-        job.record = rec
-        if job.interrupted_at is not None:
-            rec.mark("interrupted", job.interrupted_at)
         rec.transcript = text
-        # History holds what the user heard: after a barge-in, the words played before it, not every clause
-        # handed to the output (a model that believes it said more answers the next turn from that).
-        rec.reply = job.heard() if rec.interrupted else job.reply_text
-        if rec.interrupted and rec.reply != " ".join(job.spoken):
-            rec.extra["unheard"] = _rest(" ".join(job.spoken), rec.reply)
+        # History holds what the user heard: after barge-in, only the clauses played.
+        rec.reply = " ".join(job.spoken) if rec.interrupted else job.reply_text
         rec.asr_window_frames = job.window_frames
         rec.tools = list(job.tool_records)
         rec.extra["final_asr_from_streaming_pass"] = job.early_asr_used
@@ -683,9 +654,3 @@ class VoiceAgent(Stage[AudioFrame, Event]):
         """The LLM prefill of this conversation's prompt (with the tools' schemas: they are in its prefix)."""
         extra = {"tools": self.tool_runner.schemas()} if self.tool_runner is not None else {}
         return functools.partial(self.engines.llm.prefill, self._context(), text, **extra)
-
-
-def _rest(said: str, heard: str) -> str:
-    """The words of a reply after those heard (all of it when the heard words are not its start)."""
-    words, kept = said.split(), heard.split()
-    return " ".join(words[len(kept) :]) if words[: len(kept)] == kept else said

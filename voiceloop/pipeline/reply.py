@@ -31,7 +31,6 @@ from ..tts.speech_text import MarkupFilter, speakable
 from ..turn.base import EndOfTurnEvidence
 
 if TYPE_CHECKING:
-    from ..metrics.budget import TurnRecord
     from .agent import VoiceAgent
 
 log = logging.getLogger("voiceloop.reply")
@@ -87,14 +86,7 @@ class ReplyJob:
         """The turn's tool rounds as messages (calls, results): they go into the history with the answer."""
         self.spoken: list[str] = []
         """Clauses whose audio has been handed to the output."""
-        self._spoken_at: list[tuple[int, int]] = []
-        """When each clause was handed to the output and where its audio starts in the reply's (ns): what was
-        heard at a barge-in follows from them."""
         self.audio_ns = 0
-        self.interrupted_at: int | None = None
-        """When the reply was cut off (the agent's clock), if it was."""
-        self.record: TurnRecord | None = None
-        """The turn's record, once the reply is finished."""
         self.merged = False
         """Set when the user went on after this reply cut in: the next turn absorbs this one."""
         self._held: list[Event] = []
@@ -134,31 +126,7 @@ class ReplyJob:
             self.audio_ns += ev.frame.duration_ns
         elif isinstance(ev, ReplyText):
             self.spoken.append(ev.text)
-            self._spoken_at.append((self._now(), self.audio_ns))
         await self.on_emit(ev)
-
-    def heard(self) -> str:
-        """What the user heard of the reply. Audio is handed to the output faster than it plays (a clause is
-        synthesized whole; a websocket client buffers it), so at a barge-in not every clause handed over was
-        heard. Each clause is taken to play in real time from when it was handed over or when the one before
-        it ended, whichever is later; the clause playing at the cut keeps the share of its words that played."""
-        cut = self.interrupted_at
-        if cut is None or not self.spoken:
-            return " ".join(self.spoken)
-        ends = [*(at for _, at in self._spoken_at[1:]), self.audio_ns]
-        heard: list[str] = []
-        playing_until = 0
-        for text, (handed, at), end in zip(self.spoken, self._spoken_at, ends, strict=True):
-            start = max(handed, playing_until)
-            playing_until = start + end - at
-            if cut >= playing_until:
-                heard.append(text)
-                continue
-            if cut > start:
-                words = text.split()
-                heard.append(" ".join(words[: round(len(words) * (cut - start) / (end - at))]))
-            break
-        return " ".join(h for h in heard if h)
 
     async def _transcribe(self) -> None:
         loop = asyncio.get_running_loop()
