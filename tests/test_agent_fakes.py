@@ -270,3 +270,118 @@ async def test_the_turn_end_does_not_wait_for_a_late_first_token(data_dir):
     assert (rec.marks["turn_end"] - rec.marks["speech_end"]) / 1e6 < 1000
     assert rec.marks["first_token"] > rec.marks["turn_end"]
     engines.close()
+
+
+class HistoryLLM(FakeLLM):
+    """A reply of three one-second clauses (with ``ClauseTTS``); it keeps each prompt's history."""
+
+    REPLY = "Sure, the living room lamp is on now. It stays on until you ask. Anything else?"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.histories: list[list] = []
+
+    def stream(self, history, user_text, *, stop=None, max_tokens=64, stats=None):
+        self.calls.append(user_text)
+        self.histories.append(list(history))
+        for word in self.REPLY.split(" "):
+            if stop is not None and stop.is_set():
+                return
+            yield word + " "
+
+
+class ClauseTTS(FakeTTS):
+    """One second of audio per clause, made in real time (a slow CPU): the reply is still being made when the
+    user talks over it, so it is cut to the clauses handed over."""
+
+    def synthesize(self, text, *, stop: threading.Event | None = None):
+        if stop is None or not stop.wait(0.9):
+            yield np.full(22050, 1000, dtype=np.int16)
+
+
+@pytest.mark.parametrize("again", [True, False])
+async def test_a_request_asked_again_after_a_barge_in_replaces_the_cut_exchange(data_dir, again):
+    """The user talks over the reply, then asks the same again: the prompt must not show the request answered
+    with the fragment that played (a small model copies it: "Sure," as the whole answer). A new request keeps it."""
+    speech = read_audio_16k(data_dir / "voice2json_would_you_please_turn_on_living_room_lamp.wav")
+    asked = "Would you please turn on the lamp?"
+    llm = HistoryLLM()
+    asr = FixedASR(asked)
+    engines = Engines(asr=asr, llm=llm, tts=ClauseTTS())
+    clock = MonotonicClock()
+    agent = VoiceAgent(engines=engines, options=AgentOptions(prefill=False), clock=clock)
+    first_audio = asyncio.Event()
+    step = 320
+
+    async def frames():
+        t0 = clock.now_ns()
+        sent = 0
+
+        async def send(chunk: np.ndarray):
+            nonlocal sent
+            for i in range(0, chunk.shape[0] - step + 1, step):
+                due = t0 + (sent + step) * 62_500
+                if (delay := (due - clock.now_ns()) / 1e9) > 0:
+                    await asyncio.sleep(delay)
+                yield AudioFrame.from_float32(chunk[i : i + step], 16000, t0 + sent * 62_500)
+                sent += step
+
+        silence = np.zeros(step, np.float32)
+        async for f in send(speech):
+            yield f
+        while not first_audio.is_set():
+            async for f in send(silence):
+                yield f
+        if not again:
+            asr.text = "What time is it in Tokyo?"
+        barge_at = clock.now_ns() + 1_600_000_000  # past continuation_ms: a new turn, not the same one
+        while clock.now_ns() < barge_at:
+            async for f in send(silence):
+                yield f
+        async for f in send(np.concatenate([speech, np.zeros(5 * 16000, np.float32)])):
+            yield f
+
+    events = []
+    async for ev in agent.process(frames()):
+        events.append(ev)
+        if isinstance(ev, ReplyAudio):
+            first_audio.set()
+    records = [e.record for e in events if isinstance(e, TurnMetrics)]
+    assert len(records) == 2 and any(isinstance(e, Interrupted) for e in events), [e.type for e in events]
+    first, second = records
+    assert first.interrupted and not second.interrupted
+    assert first.reply and len(first.reply) < len(HistoryLLM.REPLY.strip()), first.reply  # cut: not all handed over
+    cut = [m.role for m in llm.histories[-1]], [m.content for m in llm.histories[-1]]
+    whole = HistoryLLM.REPLY.strip()
+    if again:
+        assert llm.histories[-1] == [], cut  # asked afresh
+        assert second.extra.get("retry_of_cut_reply") is True
+        assert [(m.role, m.content, m.cut) for m in agent.history] == [("user", asked, False), ("assistant", whole, False)]
+    else:
+        assert [(m.role, m.content, m.cut) for m in llm.histories[-1]] == [
+            ("user", asked, False),
+            ("assistant", first.reply, True),
+        ], cut
+        assert "retry_of_cut_reply" not in second.extra
+        assert len(agent.history) == 4 and agent.history[1].cut and not agent.history[3].cut
+    engines.close()
+
+
+def test_a_cut_exchange_is_left_out_only_for_the_same_request():
+    from voiceloop.llm.prompt import Message
+    from voiceloop.pipeline.history import without_cut_retry
+
+    req, call, result = (
+        Message("user", "Set a timer for ten minutes."),
+        Message("assistant", "<tool_call>"),
+        Message("tool", "ok"),
+    )
+    cut = Message("assistant", "Sure,", cut=True)
+    head = [Message("system", "Be brief."), Message("user", "Hi."), Message("assistant", "Hello!")]
+    assert without_cut_retry([*head, req, call, result, cut], "set a timer for 10 minutes") == (head, 4)
+    assert without_cut_retry([*head, req, cut], "Set the timer for ten minutes please.") == (
+        [*head, req, cut],
+        0,
+    )  # 2 of 7 words differ
+    assert without_cut_retry([*head, req, Message("assistant", "Sure,")], req.content)[1] == 0  # not cut
+    assert without_cut_retry([], "hello") == ([], 0)

@@ -243,17 +243,15 @@ class LlamaBackend(LLMBackend):
         an earlier request the user has just repeated: someone who asks again (often after talking over the
         answer) should hear the answer again, not its first word (seen on a slow CPU over Twilio: "Sure,").
         """
-        from ..metrics.wer import edit_distance, normalize
+        from ..metrics.wer import same_request
 
-        asked = normalize(user_text)
         kept = self._trim(history, tools)
         out, request = [], None
         for m in kept:
             if m.role == "user":
-                request = normalize(m.content)
+                request = m.content
             elif m.role == "assistant" and "<tool_call>" not in m.content:
-                # The same request, give or take a word the ASR heard differently.
-                if not (asked and request is not None and edit_distance(request, asked) <= len(asked) // 5):
+                if request is None or not same_request(request, user_text):
                     out.append(m.content)
         return out
 

@@ -19,6 +19,8 @@ Role = Literal["system", "user", "assistant", "tool"]
 class Message:
     role: Role
     content: str
+    cut: bool = False
+    """An assistant reply the user talked over: ``content`` holds only what was played before the cut."""
 
 
 SPEECH_SYSTEM_PROMPT = (

@@ -39,6 +39,12 @@ def edit_distance(ref: list[str], hyp: list[str]) -> int:
     return prev[-1]
 
 
+def same_request(earlier: str, now: str) -> bool:
+    """Whether ``now`` asks what ``earlier`` did, give or take a word in five the ASR heard differently."""
+    a, b = normalize(earlier), normalize(now)
+    return bool(b) and edit_distance(a, b) <= len(b) // 5
+
+
 def wer(references: list[str], hypotheses: list[str]) -> float:
     """Corpus WER: total edits over total reference words."""
     edits = words = 0

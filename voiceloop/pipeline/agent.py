@@ -603,8 +603,13 @@ class VoiceAgent(Stage[AudioFrame, Event]):
         else:
             # A tool round stays in the history (the call and its result): a model that sees its earlier
             # answers without their calls imitates them and answers the next request from memory.
+            n = len(job.retried)
+            if n and self.history[-n:] == job.retried:
+                del self.history[-n:]  # the exchange this turn asked again; its record keeps what was said
+                rec.extra["retry_of_cut_reply"] = True
             rec.extra["history_at"] = len(self.history)
-            self.history += [Message("user", text), *job.tool_messages, Message("assistant", rec.reply)]
+            reply = Message("assistant", rec.reply, cut=rec.interrupted)
+            self.history += [Message("user", text), *job.tool_messages, reply]
             rec.extra["in_history"] = True
             if self.options.prefill and self._state is _State.IDLE:
                 # Evaluate the new history now, while the user is silent: when the history is

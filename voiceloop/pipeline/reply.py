@@ -29,6 +29,7 @@ from ..tools.runner import ToolResult, ToolRunner
 from ..tts.clauses import ClauseSplitter
 from ..tts.speech_text import MarkupFilter, speakable
 from ..turn.base import EndOfTurnEvidence
+from .history import without_cut_retry
 
 if TYPE_CHECKING:
     from .agent import VoiceAgent
@@ -87,6 +88,9 @@ class ReplyJob:
         self.spoken: list[str] = []
         """Clauses whose audio has been handed to the output."""
         self.audio_ns = 0
+        self.retried: list[Message] = []
+        """The exchange this turn asks again after the user cut its reply short: left out of the prompt, and
+        replaced in the history by this turn (``pipeline.history.without_cut_retry``)."""
         self.merged = False
         """Set when the user went on after this reply cut in: the next turn absorbs this one."""
         self._held: list[Event] = []
@@ -155,6 +159,9 @@ class ReplyJob:
                 self.transcript = result.text
                 self.window_frames = result.window_frames
         finally:
+            if self.transcript:
+                kept, n = without_cut_retry(self.history, self.transcript)
+                self.history, self.retried = kept, self.history[len(self.history) - n :] if n else []
             # Waiters must wake even when the job is cancelled mid-transcription.
             self.transcript_ready.set()
 
