@@ -174,6 +174,33 @@ def _run_text(
     return rows
 
 
+def band_floor_table(forced: list, free: list, tools: list, threshold: float) -> None:
+    """Right calls and false calls for each floor of the unsure band, from the two passes: below the floor the
+    answer, in the band the forced call when the backend's grounding test keeps it, above the threshold the call."""
+    from voiceloop.llm.llama import _is_grounded
+
+    schemas = [t.schema() for t in tools]
+    kept = []
+    for req, call, _, _, _ in forced:
+        body = json.dumps({"name": call["name"], "arguments": call["arguments"]}) if call else ""
+        kept.append(bool(call) and _is_grounded(body, schemas, req["text"]))
+    print("band floor   tune: right  false    check: right  false   (threshold", threshold, ")")
+    for floor in [round(x, 2) for x in np.arange(0.10, threshold + 0.001, 0.02)]:
+        cells = []
+        for split in ("tune", "check"):
+            n_t = n_n = ok = bad = 0
+            for (req, call, _, p, _), (_, fcall, _, _, _), k in zip(forced, free, kept, strict=True):
+                if req["split"] != split:
+                    continue
+                got = call if p >= threshold or (p >= floor and k) else fcall
+                if req["tool"]:
+                    n_t, ok = n_t + 1, ok + right(req, got)
+                else:
+                    n_n, bad = n_n + 1, bad + (got is not None)
+            cells.append(f"{ok:>3}/{n_t:<3} {bad:>3}/{n_n:<3}")
+        print(f"  {floor:.2f}       {cells[0]}      {cells[1]}")
+
+
 def cmd_text(args: argparse.Namespace) -> None:
     """Each request twice: as a call (the decision forced) and as free text; every threshold is then a choice
     between the two, so the whole trade-off curve comes from two passes."""
@@ -221,6 +248,7 @@ def cmd_text(args: argparse.Namespace) -> None:
         ok = right(req, call) if req["tool"] else call is None
         if not ok:
             print(f"BAD {req['id']} {req['text'][:45]:<45} -> {call or spoken.strip()[:60]!r}")
+    band_floor_table(forced, free, tools, thr)
     call_ms = [ms for (req, c, _, p, ms) in forced if p >= thr]
     print(f"call generation: p50 {np.percentile(call_ms, 50):.0f} ms over {len(call_ms)} calls")
     out = report(rows, f"{label} at threshold {thr}, no band")
