@@ -753,6 +753,22 @@ def test_a_call_is_grounded_only_in_values_the_user_said():
     assert grounded({}, "What day of the week is it?", required=[])
     assert not grounded({"minutes": 10, "label": "breakfast"}, "What's your name?", required=[])
     assert not grounded({"area": "bedroom lamp"}, "I'm feeling a bit tired today.", required=["area"])
+    # A number counts as often as it was said.
+    assert not grounded({"expression": "10 * 10"}, "We lived in Chicago for ten years.")
+    assert grounded({"expression": "12 * 12"}, "What is twelve times twelve?")
+
+
+def test_an_unsure_call_names_nothing_the_user_did_not_say():
+    from voiceloop.tools.grounding import words_said
+
+    clock = {"properties": {"place": {"description": 'a city ("Tokyo") or a zone; omit for the local time.'}}}
+    units = {"required": ["value", "from_unit", "to_unit"]}
+    assert words_said({"place": "Sydney"}, "Is it night in Sydney at the moment?", clock)
+    assert words_said({"place": "local"}, "What day of the week is it?", clock)  # the description's own word
+    assert words_said({"value": 70, "from_unit": "kg", "to_unit": "lb"}, "How many pounds is 70 kilograms?", units)
+    assert words_said({"expression": "sqrt(144)"}, "What's the square root of 144?", None)  # numbers: grounded()
+    assert not words_said({"place": "New York"}, "Who was president in 1990?", clock)
+    assert not words_said({"place": "Tokyo"}, "What time is it there?", clock)  # a quoted example is no source
 
 
 def test_a_written_call_body_is_judged_against_its_tool_schema():

@@ -796,14 +796,17 @@ def _parse_call(body: str, tools: list[dict]) -> tuple[dict, dict | None] | None
 
 
 def _is_grounded(body: str, tools: list[dict], user_text: str) -> bool:
-    """An unsure call is kept when its required values were said (``tools.grounding.grounded``)."""
-    from ..tools.grounding import grounded
+    """An unsure call is kept when its values were said (``tools.grounding.grounded``) and none comes from
+    elsewhere (``words_said``: "Who was president in 1990?" → ``current_time("New York")`` names a place nobody
+    said, and a tool without required fields would otherwise pass on nothing)."""
+    from ..tools.grounding import grounded, words_said
 
     parsed = _parse_call(body, tools)
     if parsed is None:
         return False
     args, params = parsed
-    return grounded(args, user_text, None if params is None else list(params.get("required") or []))
+    required = None if params is None else list(params.get("required") or [])
+    return grounded(args, user_text, required) and words_said(args, user_text, params)
 
 
 def _from_request(body: str, tools: list[dict], user_text: str) -> bool:

@@ -30,11 +30,16 @@ _DIGITS = re.compile(r"\d+(?:[.,]\d+)*")
 
 def spoken_numbers(text: str) -> set[float]:
     """Every number in ``text``: digits ("1,000", "2.5") and number words ("twenty three", "a hundred")."""
-    out: set[float] = set()
+    return set(number_list(text))
+
+
+def number_list(text: str) -> list[float]:
+    """The numbers in ``text`` as often as they occur (digits first, then number words)."""
+    out: list[float] = []
     for m in _DIGITS.finditer(text):
         s = m.group()
         try:
-            out.add(float(s.replace(",", "")))
+            out.append(float(s.replace(",", "")))
         except ValueError:
             continue
     words = re.findall(r"[a-z]+", text.lower().replace("-", " "))
@@ -53,7 +58,7 @@ def spoken_numbers(text: str) -> set[float]:
             continue  # "one hundred and five"
         else:
             if in_number:
-                out.add(float(total + current))
+                out.append(float(total + current))
             total = current = 0
             in_number = False
     return out
@@ -72,16 +77,18 @@ def _values(v: Any) -> Iterable[Any]:
 
 def grounded(arguments: dict[str, Any], text: str, required: Iterable[str] | None = None) -> bool:
     """Every number in the call's arguments was said, and at least one argument was (unless ``required``, the
-    tool's required parameters, is given and empty: then the numbers alone decide)."""
-    said = spoken_numbers(text)
+    tool's required parameters, is given and empty: then the numbers alone decide). Within one argument a number
+    counts as often as it was said: "ten years" does not give ``calculate("10 * 10")``."""
+    said_list = number_list(text)
+    said = set(said_list)
     words = {w[:5] for w in re.findall(r"[a-z]{3,}", text.lower())}  # a crude stem: "lights" ~ "light"
     anchored = False
     for v in _values(arguments):
         if isinstance(v, bool) or v is None:
             continue
-        nums = [float(v)] if isinstance(v, int | float) else [float(x) for x in spoken_numbers(str(v))]
+        nums = [float(v)] if isinstance(v, int | float) else number_list(str(v))
         nums = [n for n in nums if n != 0]  # an unused field ("minutes": 0 in a 30-second timer) says nothing
-        if any(n not in said for n in nums):
+        if any(n not in said or nums.count(n) > said_list.count(n) for n in nums):
             return False
         if nums:
             anchored = True
@@ -125,4 +132,23 @@ def from_request(arguments: dict[str, Any], text: str, parameters: dict[str, Any
             own = _stems(str(x))
             if own and not own & (words | described):
                 return False
+    return True
+
+
+def words_said(arguments: dict[str, Any], text: str, parameters: dict[str, Any] | None = None) -> bool:
+    """Every string argument without a number shares a word with the request, or for an optional parameter with
+    its description's own words (not its quoted examples): a place, a room or a label nobody said is invented
+    ("Who was president in 1990?" → ``current_time("New York")``). Strings with numbers (an expression) are for
+    :func:`grounded`'s number test; "kg" has no word to compare."""
+    words = _stems(text)
+    props = (parameters or {}).get("properties") or {}
+    required = set((parameters or {}).get("required") or [])
+    for name, v in arguments.items():
+        about = re.sub(r'"[^"]*"', "", str((props.get(name) or {}).get("description", "")))
+        described = _stems(about) if name not in required else set()
+        for x in _values(v):
+            if isinstance(x, str) and not number_list(x):
+                own = _stems(x)
+                if own and not own & (words | described):
+                    return False
     return True
