@@ -767,7 +767,9 @@ def test_an_unsure_call_names_nothing_the_user_did_not_say():
     assert words_said({"place": "local"}, "What day of the week is it?", clock)  # the description's own word
     assert words_said({"value": 70, "from_unit": "kg", "to_unit": "lb"}, "How many pounds is 70 kilograms?", units)
     assert words_said({"expression": "sqrt(144)"}, "What's the square root of 144?", None)  # numbers: grounded()
+    assert words_said({"value": 2, "from_unit": "liters", "to_unit": "cups"}, "How many cups are in 2 litres?", units)
     assert not words_said({"place": "New York"}, "Who was president in 1990?", clock)
+    assert not words_said({"place": "Sydney"}, "Is it right in Sidley at the moment?", clock)
     assert not words_said({"place": "Tokyo"}, "What time is it there?", clock)  # a quoted example is no source
 
 

@@ -141,6 +141,7 @@ def words_said(arguments: dict[str, Any], text: str, parameters: dict[str, Any] 
     ("Who was president in 1990?" → ``current_time("New York")``). Strings with numbers (an expression) are for
     :func:`grounded`'s number test; "kg" has no word to compare."""
     words = _stems(text)
+    spoken = set(re.findall(r"[a-z]{3,}", text.lower()))
     props = (parameters or {}).get("properties") or {}
     required = set((parameters or {}).get("required") or [])
     for name, v in arguments.items():
@@ -149,6 +150,13 @@ def words_said(arguments: dict[str, Any], text: str, parameters: dict[str, Any] 
         for x in _values(v):
             if isinstance(x, str) and not number_list(x):
                 own = _stems(x)
-                if own and not own & (words | described):
+                if own and not own & (words | described) and not _spelled_alike(x, spoken):
                     return False
     return True
+
+
+def _spelled_alike(value: str, spoken: set[str]) -> bool:
+    """A word of ``value`` is another spelling of a word said ("liters" for the ASR's "litres": 0.83)."""
+    from difflib import SequenceMatcher
+
+    return any(SequenceMatcher(None, w, s).ratio() >= 0.8 for w in re.findall(r"[a-z]{3,}", value.lower()) for s in spoken)
