@@ -158,7 +158,11 @@ def _run_text(
 
     by_name = {t.name: t for t in tools}
     schemas = [t.schema() for t in tools]
-    llm.options = dataclasses.replace(llm.options, tool_call_threshold=threshold, tool_call_band=band)
+    from voiceloop.llm.llama import LlamaOptions
+
+    # The forced and free passes read P(call) alone (no judge); the banded pass runs the shipped decision.
+    judge = LlamaOptions().tool_call_judge if band is not None else None
+    llm.options = dataclasses.replace(llm.options, tool_call_threshold=threshold, tool_call_band=band, tool_call_judge=judge)
     rows = []
     for req in load(requests):
         t0 = time.perf_counter()
@@ -171,6 +175,12 @@ def _run_text(
             c = check_call(f.calls[0], by_name)
             call = {"name": c.name, "arguments": c.arguments, "error": c.error}
         rows.append((req, call, spoken, llm.last_call_probability, ms))
+        if llm.last_call_judged is not None:
+            ok = right(req, call) if req["tool"] else call is None
+            print(
+                f"judged P {llm.last_call_probability:.2f} yes {llm.last_call_judged:.2f} {'ok ' if ok else 'BAD'} "
+                f"{req['id']} {req['text'][:45]:<45} -> {call or spoken.strip()[:50]!r}"
+            )
     return rows
 
 

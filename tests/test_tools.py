@@ -588,8 +588,11 @@ async def test_real_agent_sets_a_timer_by_voice_and_it_speaks(engines, paced_fra
     from voiceloop.audio.resample import resample
 
     tts = engines.tts
-    pcm = np.concatenate(list(tts.synthesize("Set a timer for three seconds."))).astype(np.float32) / 32768.0
-    audio = np.concatenate([resample(pcm, tts.sample_rate, 16000), np.zeros(8 * 16000, np.float32)])
+    # Ten seconds: long enough for the turn that sets it to be over on a slow CPU (on a 2-vCPU AVX2 EPYC the
+    # filler, the call, the follow-up and its playback take ~5 s). A timer due while a reply is still being made
+    # waits for it by design ("never into a reply"), which is not what this test measures.
+    pcm = np.concatenate(list(tts.synthesize("Set a timer for ten seconds."))).astype(np.float32) / 32768.0
+    audio = np.concatenate([resample(pcm, tts.sample_rate, 16000), np.zeros(15 * 16000, np.float32)])
     clock = MonotonicClock()
     timers = Timers(clock=clock)
     engines.warm_up(tools=[timers])  # as the CLI does: the tools' prompt prefix before the first turn
@@ -773,6 +776,15 @@ def test_an_unsure_call_names_nothing_the_user_did_not_say():
     assert not words_said({"place": "Tokyo"}, "What time is it there?", clock)  # a quoted example is no source
 
 
+def test_a_call_written_on_the_request_alone_takes_the_same_spelling_test():
+    from voiceloop.tools.grounding import from_request, words_said
+
+    units = {"required": ["value", "from_unit", "to_unit"]}
+    args, said = {"value": 2, "from_unit": "liters", "to_unit": "cups"}, "How many cups are in 2 litres?"
+    assert from_request(args, said, units) and words_said(args, said, units)
+    assert not from_request({"value": 2, "from_unit": "gallons", "to_unit": "cups"}, said, units)
+
+
 def test_a_written_call_body_is_judged_against_its_tool_schema():
     """The backend's two checks read a written call the same way: bad JSON or a missing arguments object is
     never kept, and a value the user did not say drops the call."""
@@ -801,11 +813,54 @@ def test_real_unsure_calls_are_kept_only_when_grounded(engines):
     saved = llm.options
     # The spider question sits at P(call) 0.19-0.21 with today's persona, on the default floor (0.2): a floor of
     # 0.1 puts it in the band whatever the machine's rounding, so the drop path is what this test exercises.
-    llm.options = dataclasses.replace(saved, tool_call_band=0.1)
+    # The judge is off here: it would answer the spider question before its call is written (its own test below).
+    llm.options = dataclasses.replace(saved, tool_call_band=0.1, tool_call_judge=None)
     try:
         _unsure_calls(llm, by_name, schemas)
     finally:
         llm.options = saved
+
+
+@pytest.mark.models
+def test_real_judge_answers_a_remark_and_keeps_a_request(engines):
+    """Under ``tool_call_sure`` the model is also asked apart whether the message asks for a tool. A remark with a
+    number ("My cat is twelve years old.", P(call) ~0.35: its forced call is calculate("12 * 12"), grounded in
+    the twelve said twice over) is answered; a conversion at a lower P(call) is called."""
+    from voiceloop.tools import builtin_tools
+
+    llm = engines.llm
+    tools = [*builtin_tools(), *Timers().tools()]
+    schemas, by_name = [t.schema() for t in tools], {t.name: t for t in tools}
+    o = llm.options
+    assert o.tool_call_judge is not None
+    f, st = ToolCallFilter(), GenerationStats()
+    reply = f.feed("".join(llm.stream([], "My cat is twelve years old.", max_tokens=32, tools=schemas, stats=st)))
+    reply += f.flush()
+    assert o.tool_call_band <= st.call_probability < o.tool_call_sure, st.call_probability
+    assert st.call_judged is not None and st.call_judged < o.tool_call_judge, st.call_judged
+    assert not f.calls and st.call_decision == "judged: answer" and reply.strip(), (reply, st.call_decision)
+    f, st = ToolCallFilter(), GenerationStats()
+    f.feed("".join(llm.stream([], "How many ounces in three pounds?", max_tokens=64, tools=schemas, stats=st)))
+    f.flush()
+    assert st.call_probability < o.tool_call_sure and st.call_judged >= o.tool_call_judge, st
+    call = check_call(f.calls[0], by_name)
+    assert call.name == "convert_units" and call.arguments["value"] == 3, call
+    # The judge's own sequence keeps its head (its system turn) for the next question, and never shares the
+    # conversation's cells.
+    with llm.lock:
+        head = llm._judge_tokens("", schemas)[:-6]
+        assert llm._judge.shared == 0 and llm._judge.ids[: len(head)] == head
+    # A sure call is not judged (no second prompt on the critical path).
+    st = GenerationStats()
+    "".join(llm.stream([], "Set a timer for ten minutes.", max_tokens=64, tools=schemas, stats=st))
+    assert st.call_probability >= o.tool_call_sure and st.call_judged is None, st
+
+
+def test_the_judge_is_told_every_tool_by_its_description():
+    from voiceloop.llm.llama import judge_system
+
+    text = judge_system([{"type": "function", "function": {"name": "water_plants", "description": "Water them.\nMore."}}])
+    assert "- water_plants: Water them." in text and "More." not in text and "yes or no" in text
 
 
 def _unsure_calls(llm, by_name, schemas) -> None:

@@ -32,10 +32,16 @@ class GenerationStats:
     finish_reason: str = ""
     call_probability: float | None = None
     """The model's probability of opening a tool call (read on the request alone); None when no tools were offered."""
+    call_judged: float | None = None
+    """The call judge's P(yes) (the message asks for one of the tools), when it was asked: a call under
+    ``LlamaOptions.tool_call_sure``."""
     call_decision: str = ""
     """How the tool decision went: "call", "answer", "unsure: kept" or "unsure: dropped" (the call written unseen
     and judged on its arguments, ``voiceloop.tools.grounding``); "" when no tools were offered."""
     call_written: str = ""
+    call_token_probs: list[tuple[str, float]] = field(default_factory=list)
+    """The call's last writing, token by token: its text and the model's own probability of it before the
+    tools' grammar masks the rest (how sure the model was of the tool's name and of each value)."""
     """Where a call decided on the request alone was written: "alone", or "conversation" (not grounded alone)."""
     on_prompt: Callable[[], None] | None = field(default=None, repr=False, compare=False)
     """Called on the LLM's thread once the prompt is evaluated: from then on ``turn_signals`` can be read, even

@@ -7,9 +7,9 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -33,6 +33,11 @@ from .speculative import (
 from .stops import RepeatedSentenceStop, StopMatcher
 
 log = logging.getLogger("voiceloop.llm")
+JUDGE_SEQ = 2
+SIDE_CELLS = 512
+"""KV cells beyond ``n_ctx`` for the side sequences' own tokens (the request alone, the judge's ~200): the
+conversation keeps its whole budget."""
+"""The call judge's sequence in the llama context (0: the conversation, 1: the request alone)."""
 
 SpeculativeMode = Literal["none", "prompt_lookup", "draft"]
 OPEN_CALL = "<tool_call>\n"
@@ -88,6 +93,15 @@ class LlamaOptions:
     answers in words. Conversions ("How many ounces in three pounds?", P 0.24-0.31) sit there beside questions
     ("How many legs does a spider have?", 0.32), and only the call's arguments tell them apart ("3" was said,
     ``calculate("8/2")`` was not). Costs writing the call (~0.9 s here) on those requests. None = off."""
+    tool_call_sure: float = 0.45
+    """From this P(call) on, a call needs no second look; below it (down to ``tool_call_band``) the judge decides
+    too (``tool_call_judge``)."""
+    tool_call_judge: float | None = 0.92
+    """A call with P(call) under ``tool_call_sure`` is made only when the model, asked apart whether the message
+    asks for one of the tools (a prompt of its own: the tools' names and descriptions, then the user's words,
+    answered yes or no), says yes with at least this probability. It reads remarks as remarks ("My cat is twelve
+    years old." → ``calculate("12 * 12")`` at P(call) 0.34; judged yes 0.68) where requests score 0.88-0.99.
+    Fitted with P(call) on the tune splits of two request sets (``tool_eval.py text``). None = off."""
     tool_call_threshold_in_conversation: float | None = 0.5
     """A call also when P(call) read after the conversation reaches this: a follow-up ("and in Paris?") means
     nothing alone. Kept high: after a conversation P(call) of plain questions reached 0.29; None = off."""
@@ -123,7 +137,12 @@ class LlamaBackend(LLMBackend):
 
         self.n_threads = o.n_threads or llm_threads(path)
         self.llm = _load(
-            path, n_ctx=o.n_ctx, n_threads=self.n_threads, n_threads_batch=o.n_threads_batch, n_batch=o.n_batch, sequences=2
+            path,
+            n_ctx=o.n_ctx + SIDE_CELLS,
+            n_threads=self.n_threads,
+            n_threads_batch=o.n_threads_batch,
+            n_batch=o.n_batch,
+            sequences=3,
         )
         self.model_path = Path(path)
         self.draft_llm = None
@@ -187,7 +206,36 @@ class LlamaBackend(LLMBackend):
         self.last_call_probability_in_conversation: float | None = None
         """The same read after the conversation (equal to the above for a conversation's first request)."""
         self._side = SideSequence(self.llm)
+        self._judge = SideSequence(self.llm, JUDGE_SEQ, share_main=False)
+        self._yes_no = (self._first_ids(("yes", "Yes", " yes", " Yes")), self._first_ids(("no", "No", " no", " No")))
+        self.last_call_judged: float | None = None
+        """P(yes) of the call judge at the latest reply that asked it; None when it was not asked."""
         self._can_shift = bool(llama_cpp.llama_memory_can_shift(llama_cpp.llama_get_memory(self.llm.ctx)))
+
+    def _first_ids(self, words: tuple[str, ...]) -> list[int]:
+        return sorted({self.llm.tokenize(w.encode(), add_bos=False, special=False)[0] for w in words})
+
+    def _judge_tokens(self, user_text: str, tools: list[dict]) -> list[int] | None:
+        """The judge's prompt: its own system turn naming the tools, then the user's words; None without a chat
+        template (a base model has no turns to ask in)."""
+        if not isinstance(self.prompt, ChatTemplatePrompt):
+            return None
+        prompt = replace(self.prompt, examples=(), tool_examples=())  # the question alone: no example turns
+        text = prompt.render([Message("system", judge_system(tools))], user_text)
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+
+    def _judged(self, user_text: str, tools: list[dict]) -> float | None:
+        """P(yes) that the message asks for one of the tools, in the judge's own sequence (its head stays cached)."""
+        ids = self._judge_tokens(user_text, tools)
+        if ids is None:
+            return None
+        z = self._judge.eval(ids)
+        assert z is not None
+        z = z.astype(np.float64)
+        p = np.exp(z - z.max())
+        yes, no = float(p[self._yes_no[0]].sum()), float(p[self._yes_no[1]].sum())
+        self.last_call_judged = yes / (yes + no) if yes + no > 0 else 0.0
+        return self.last_call_judged
 
     def _piece(self, token: int) -> str:
         return self.llm.detokenize([token], special=True).decode("utf-8", errors="ignore")
@@ -289,7 +337,7 @@ class LlamaBackend(LLMBackend):
                 self._shift_out(tokens)
             reuse = common_prefix(self.llm.input_ids[: self.llm.n_tokens], tokens)
             alone = self._reads_alone(history, tools, None)
-            if (not tokens or reuse == len(tokens)) and not alone:
+            if (not tokens or reuse == len(tokens)) and not alone and not tools:
                 return  # already in the cache
             # In small chunks, so that a reply waiting for the model starts after one chunk, not after
             # the whole prefill (on a 1.5B model 8 tokens take ~100 ms on two cores, 4 take ~60). Nor does a
@@ -313,6 +361,10 @@ class LlamaBackend(LLMBackend):
                         log.debug("prefill cut short at %d of %d tokens: a reply is waiting", i, len(tokens))
                         return
                     self.llm.eval(tokens[i : i + chunk])
+                judge = self._judge_tokens(user_text, tools) if tools and self.options.tool_call_judge is not None else None
+                if judge is not None:
+                    # The judge's head (its own system turn, ~150 tokens, once) and the words so far.
+                    self._judge.eval(judge[:-4], logits=False, chunk=chunk, stop=self._reply_waiting.is_set)
                 if alone:
                     assert tools is not None
                     # The request alone, for the call decision (see _wants_call), in the side sequence.
@@ -473,6 +525,26 @@ class LlamaBackend(LLMBackend):
             return p_conv >= t_conv  # the older reading: after the conversation only
         return p_alone >= o.tool_call_threshold or (in_conversation and t_conv is not None and p_conv >= t_conv)
 
+    def _judge_agrees(
+        self, call: bool, p: float | None, band: float | None, user_text: str, tools: list[dict], st: GenerationStats
+    ) -> bool:
+        """Below ``tool_call_sure`` a call (or an unsure one, from ``band`` up) also needs the judge's yes. A call
+        made on the conversation's reading (a follow-up: "and in Paris?", nothing alone) is not judged."""
+        o = self.options
+        self.last_call_judged = None
+        if o.tool_call_judge is None or p is None or p >= o.tool_call_sure:
+            return True
+        p_conv, t_conv = self.last_call_probability_in_conversation, o.tool_call_threshold_in_conversation
+        if call and p < o.tool_call_threshold and t_conv is not None and p_conv is not None and p_conv >= t_conv:
+            return True
+        if not call and (band is None or p < band):
+            return True  # an answer either way: nothing to judge
+        yes = self._judged(user_text, tools)
+        st.call_judged = yes
+        agrees = yes is None or yes >= o.tool_call_judge
+        log.debug("call judge: P(call) %.2f, P(yes) %s: %s", p, yes, "agrees" if agrees else "an answer")
+        return agrees
+
     def _grounded_call(
         self,
         tools: list[dict],
@@ -566,6 +638,7 @@ class LlamaBackend(LLMBackend):
             constraint = None
         out: list[int] = []
         close = llm.tokenize(b"</tool_call>", add_bos=False, special=True)
+        st.call_token_probs = []
         try:
             for _ in range(256):
                 if stop is not None and stop.is_set():
@@ -581,6 +654,7 @@ class LlamaBackend(LLMBackend):
                 if constraint is not None:
                     constraint.accept(token)
                 out.append(token)
+                st.call_token_probs.append((_piece(llm, token), _prob(z, token)))
                 z = feed([token])
         finally:
             if constraint is not None:
@@ -665,6 +739,8 @@ class LlamaBackend(LLMBackend):
                     call = self._wants_call(history, first, alone_logits)
                     band = self.options.tool_call_band
                     p = st.call_probability = self.last_call_probability
+                    if not self._judge_agrees(call, p, band, user_text, tools, st):
+                        call, band, st.call_decision = False, None, "judged: answer"
                     # Decided on the request alone: written there first (see _tool_call); a follow-up that
                     # called only after the conversation ("and in Paris?") is written in the conversation.
                     if alone_logits is None or p is None or not self.options.tool_call_written_alone:
@@ -793,6 +869,34 @@ def _parse_call(body: str, tools: list[dict]) -> tuple[dict, dict | None] | None
         return None
     spec = next((t.get("function", t) for t in tools if t.get("function", t).get("name") == call.get("name")), None)
     return call["arguments"], None if spec is None else spec.get("parameters") or {}
+
+
+def judge_system(tools: list[dict]) -> str:
+    """The call judge's system turn: the tools by name and the first line of their descriptions (the user's own
+    tools too), and the question."""
+    lines = []
+    for t in tools:
+        f = t.get("function", t)
+        desc = (f.get("description") or "").strip().splitlines()
+        lines.append(f"- {f.get('name')}: {desc[0] if desc else ''}")
+    return (
+        "You sort messages said to a voice assistant. The assistant has these tools:\n"
+        + "\n".join(lines)
+        + "\nAnswer yes if the message asks the assistant to do something one of these tools does (a command or a"
+        " question it answers); answer no if it is a remark, a story, or a question the tools do not answer."
+        " Answer with one word: yes or no."
+    )
+
+
+def _prob(logits: np.ndarray, token: int) -> float:
+    """The softmax probability of ``token`` under raw ``logits``."""
+    z = logits.astype(np.float64)
+    m = z.max()
+    return float(np.exp(z[token] - m) / np.exp(z - m).sum())
+
+
+def _piece(llm: Any, token: int) -> str:
+    return llm.detokenize([token]).decode("utf-8", "replace")
 
 
 def _is_grounded(body: str, tools: list[dict], user_text: str) -> bool:

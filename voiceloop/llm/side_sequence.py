@@ -22,8 +22,11 @@ MAIN, SIDE = 0, 1
 class SideSequence:
     """Logits of the last token of a prompt kept in sequence 1; the shared head comes from sequence 0."""
 
-    def __init__(self, llm: Any) -> None:
+    def __init__(self, llm: Any, seq_id: int = SIDE, *, share_main: bool = True) -> None:
         self.llm = llm
+        self.seq_id = seq_id
+        self.share_main = share_main
+        """False for a prompt of its own (another system turn): it keeps its own head, nothing from the main one."""
         self.ids: list[int] = []
         self.shared = 0
         """How many of ``ids`` are cells shared with the main sequence."""
@@ -41,17 +44,17 @@ class SideSequence:
         ctx.kv_cache_seq_rm = seq_rm
 
     def clear(self) -> None:
-        self._rm(SIDE, 0, -1)
+        self._rm(self.seq_id, 0, -1)
         self.ids, self.shared = [], 0
 
     def _adopt_main_prefix(self, ids: Sequence[int]) -> int:
         """Share as much of ``ids`` as the main sequence holds, if that beats what the side one holds."""
         llm = self.llm
         own = common_prefix(np.asarray(self.ids, dtype=np.int64), ids)
-        main = common_prefix(llm.input_ids[: llm.n_tokens], ids)
+        main = common_prefix(llm.input_ids[: llm.n_tokens], ids) if self.share_main else 0
         if main > own:
             self.clear()
-            llm._ctx.kv_cache_seq_cp(MAIN, SIDE, 0, main)
+            llm._ctx.kv_cache_seq_cp(MAIN, self.seq_id, 0, main)
             self.ids, self.shared = list(ids[:main]), main
             return main
         return own
@@ -64,7 +67,7 @@ class SideSequence:
         keep = self._adopt_main_prefix(ids)
         if logits:
             keep = min(keep, len(ids) - 1)
-        self._rm(SIDE, keep, -1)
+        self._rm(self.seq_id, keep, -1)
         self.ids = list(ids[:keep])
         self.shared = min(self.shared, keep)
         return keep
@@ -97,7 +100,7 @@ class SideSequence:
             for j, t in enumerate(part):
                 b.token[j] = t
                 b.pos[j] = i + j
-                b.seq_id[j][0] = SIDE
+                b.seq_id[j][0] = self.seq_id
                 b.n_seq_id[j] = 1
                 b.logits[j] = False
             last = i + len(part) == len(ids)

@@ -594,6 +594,8 @@ class VoiceAgent(Stage[AudioFrame, Event]):
             rec.llm["call_decision"] = s.call_decision
             if s.call_written:
                 rec.llm["call_written"] = s.call_written
+            if s.call_judged is not None:
+                rec.llm["p_judged"] = round(s.call_judged, 3)
         log.debug("turn %d finished: reply %r, marks %s, llm %s", rec.turn_id, rec.reply, sorted(job.marks), rec.llm)
         if not text:
             return  # noise, not a turn

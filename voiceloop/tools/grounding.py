@@ -111,14 +111,12 @@ def from_request(arguments: dict[str, Any], text: str, parameters: dict[str, Any
     left out (a city "Tokyo" for "what time is it there?" stands for an earlier turn's city).
     """
     said = spoken_numbers(text)
-    words = _stems(text)
+    words, spoken = _stems(text), _spoken_words(text)
     props = (parameters or {}).get("properties") or {}
     required = set((parameters or {}).get("required") or [])
     schema_numbers = spoken_numbers(str(parameters or ""))
     for name, v in arguments.items():
-        # The description's own words, not its quoted examples ("Tokyo"): those would stand for any city.
-        about = re.sub(r'"[^"]*"', "", str((props.get(name) or {}).get("description", "")))
-        described = _stems(about) if name not in required else set()
+        described = _described(name, props, required)
         for x in _values(v):
             if isinstance(x, bool) or x is None:
                 continue
@@ -129,8 +127,7 @@ def from_request(arguments: dict[str, Any], text: str, parameters: dict[str, Any
             nums = [n for n in spoken_numbers(str(x)) if n != 0]
             if any(n not in said for n in nums):
                 return False
-            own = _stems(str(x))
-            if own and not own & (words | described):
+            if not _string_said(str(x), words, spoken, described):
                 return False
     return True
 
@@ -140,19 +137,33 @@ def words_said(arguments: dict[str, Any], text: str, parameters: dict[str, Any] 
     its description's own words (not its quoted examples): a place, a room or a label nobody said is invented
     ("Who was president in 1990?" → ``current_time("New York")``). Strings with numbers (an expression) are for
     :func:`grounded`'s number test; "kg" has no word to compare."""
-    words = _stems(text)
-    spoken = set(re.findall(r"[a-z]{3,}", text.lower()))
+    words, spoken = _stems(text), _spoken_words(text)
     props = (parameters or {}).get("properties") or {}
     required = set((parameters or {}).get("required") or [])
     for name, v in arguments.items():
-        about = re.sub(r'"[^"]*"', "", str((props.get(name) or {}).get("description", "")))
-        described = _stems(about) if name not in required else set()
+        described = _described(name, props, required)
         for x in _values(v):
-            if isinstance(x, str) and not number_list(x):
-                own = _stems(x)
-                if own and not own & (words | described) and not _spelled_alike(x, spoken):
-                    return False
+            if isinstance(x, str) and not number_list(x) and not _string_said(x, words, spoken, described):
+                return False
     return True
+
+
+def _spoken_words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z]{3,}", text.lower()))
+
+
+def _described(name: str, props: dict[str, Any], required: set[str]) -> set[str]:
+    """An optional parameter's description's own words: its value may come from there ("local", described as
+    "omit for the local time"). Not its quoted examples ("Tokyo"): those would stand for any city."""
+    about = re.sub(r'"[^"]*"', "", str((props.get(name) or {}).get("description", "")))
+    return _stems(about) if name not in required else set()
+
+
+def _string_said(value: str, words: set[str], spoken: set[str], described: set[str]) -> bool:
+    """A string value shares a word with the request (or its optional field's description), or spells a word
+    said another way; a value with no word ("kg") has nothing to compare."""
+    own = _stems(value)
+    return not own or bool(own & (words | described)) or _spelled_alike(value, spoken)
 
 
 def _spelled_alike(value: str, spoken: set[str]) -> bool:
