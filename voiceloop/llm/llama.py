@@ -34,10 +34,10 @@ from .stops import RepeatedSentenceStop, StopMatcher
 
 log = logging.getLogger("voiceloop.llm")
 JUDGE_SEQ = 2
+"""The call judge's sequence in the llama context (0: the conversation, 1: the request alone)."""
 SIDE_CELLS = 512
 """KV cells beyond ``n_ctx`` for the side sequences' own tokens (the request alone, the judge's ~200): the
 conversation keeps its whole budget."""
-"""The call judge's sequence in the llama context (0: the conversation, 1: the request alone)."""
 
 SpeculativeMode = Literal["none", "prompt_lookup", "draft"]
 OPEN_CALL = "<tool_call>\n"
@@ -100,7 +100,7 @@ class LlamaOptions:
     """A call with P(call) under ``tool_call_sure`` is made only when the model, asked apart whether the message
     asks for one of the tools (a prompt of its own: the tools' names and descriptions, then the user's words,
     answered yes or no), says yes with at least this probability. It reads remarks as remarks ("My cat is twelve
-    years old." → ``calculate("12 * 12")`` at P(call) 0.34; judged yes 0.68) where requests score 0.88-0.99.
+    years old." → ``calculate("12 * 12")`` at P(call) 0.34; judged yes 0.68) where requests score 0.86-0.99.
     Fitted with P(call) on the tune splits of two request sets (``tool_eval.py text``). None = off."""
     tool_call_threshold_in_conversation: float | None = 0.5
     """A call also when P(call) read after the conversation reaches this: a follow-up ("and in Paris?") means
