@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -654,7 +654,7 @@ class LlamaBackend(LLMBackend):
                 if constraint is not None:
                     constraint.accept(token)
                 out.append(token)
-                st.call_token_probs.append((_piece(llm, token), _prob(z, token)))
+                st.call_token_probs.append((self._piece(token), _prob(z, token)))
                 z = feed([token])
         finally:
             if constraint is not None:
@@ -893,10 +893,6 @@ def _prob(logits: np.ndarray, token: int) -> float:
     z = logits.astype(np.float64)
     m = z.max()
     return float(np.exp(z[token] - m) / np.exp(z - m).sum())
-
-
-def _piece(llm: Any, token: int) -> str:
-    return llm.detokenize([token]).decode("utf-8", "replace")
 
 
 def _is_grounded(body: str, tools: list[dict], user_text: str) -> bool:
