@@ -14,6 +14,7 @@ from voiceloop import ConfigError, GenerationStats, LlamaBackend, LlamaOptions, 
 from voiceloop.llm.speculative import (
     DraftPolicy,
     PromptLookupDrafter,
+    SpeculationPrice,
     batch_invariant_size,
     check_same_tokenizer,
 )
@@ -40,11 +41,16 @@ def pair() -> tuple[str, str]:
 def backends(pair):
     target, draft = pair
     made = {
-        mode: LlamaBackend(LlamaOptions(model=target, speculative=mode, draft_model=draft if mode == "draft" else None))
+        # The mechanism under test, whether or not the price gate would let it run on this machine.
+        mode: LlamaBackend(
+            LlamaOptions(
+                model=target, speculative=mode, draft_model=draft if mode == "draft" else None, speculation_gate=None
+            )
+        )
         for mode in ("prompt_lookup", "draft")
     }
     # The reference decodes on the same batched kernels without drafting.
-    ref = LlamaBackend(LlamaOptions(model=target, speculative="prompt_lookup"))
+    ref = LlamaBackend(LlamaOptions(model=target, speculative="prompt_lookup", speculation_gate=None))
     ref.decoder.drafter = None
     made["none"] = ref
     return made
@@ -205,6 +211,38 @@ def test_draft_policy_keeps_drafting_while_it_pays():
     assert p.next_k() == p.k_max and p.paused_for == 0
 
 
+def test_speculation_price_bounds_the_best_case():
+    # A drafter as costly as the target can never pay: k + 1 draft steps and a verify batch for k + 1 tokens.
+    same = SpeculationPrice(step_ms=20.0, verify={2: 1.1, 3: 1.2, 4: 1.3}, draft_ratio=1.0)
+    assert same.best_speedup()[0] < 1 and not same.pays()
+    # Free drafts and cheap batches pay at full acceptance; the longest batch wins here (4 tokens for 1.3 steps).
+    free = SpeculationPrice(step_ms=20.0, verify={2: 1.1, 3: 1.2, 4: 1.3}, draft_ratio=0.0)
+    assert free.best_speedup() == pytest.approx((4 / 1.3, 3)) and free.pays()
+    # The measured case of the Qwen2.5 0.5B drafting for the 1.5B on a 2-vCPU AVX2 EPYC: x0.59 at best.
+    qwen = SpeculationPrice(step_ms=57.2, verify={2: 1.86, 3: 2.65}, draft_ratio=0.82)
+    assert qwen.best_speedup()[0] == pytest.approx(0.59, abs=0.01) and not qwen.pays()
+    assert "x0.59 at k=2" in qwen.describe()
+
+
+def test_a_pair_that_cannot_pay_decodes_plainly_with_the_same_tokens():
+    """A model drafting for itself costs more than it saves on any machine: the gate prices it at load and the
+    backend decodes with plain steps, exactly as without speculation; without the gate it drafts."""
+    model = str(model_path("gemma-3-270m-q4_k_m"))
+    gated = LlamaBackend(LlamaOptions(model=model, speculative="draft", draft_model=model))
+    assert gated.speculation_price is not None and not gated.speculation_price.pays()
+    assert gated.decoder.drafter is None and not gated.decoder.batched
+    plain = LlamaBackend(LlamaOptions(model=model))
+    forced = LlamaBackend(LlamaOptions(model=model, speculative="draft", draft_model=model, speculation_gate=None))
+    forced_drafts = 0
+    for user in PROMPTS[:3]:
+        ids, st = _reply(gated, user)
+        ref, _ = _reply(plain, user)
+        assert ids == ref and st.drafted_tokens == 0, user
+        _, st = _reply(forced, user)
+        forced_drafts += st.drafted_tokens  # (its own policy pauses once drafting is seen to lose)
+    assert forced_drafts > 0
+
+
 def test_bench_llm_json(tmp_path):
     out = tmp_path / "bench.json"
     r = subprocess.run(
@@ -226,6 +264,10 @@ def test_bench_llm_json(tmp_path):
     assert res["followup_ttft_ms"] > 0
     assert {"cost_ratio", "acceptance", "speedup"} <= set(res["predicted"][0])
     assert "lossless: yes" in r.stdout
+    for mode in ("prompt_lookup", "draft"):  # against the pipeline's plain steps too, and the gate's verdict
+        m = res["modes"][mode]
+        assert m["speedup_vs_plain"] > 0 and 0 < m["speedup_vs_plain_min"] <= m["speedup_vs_plain"] + 1e-9
+        assert m["verdict"].startswith(("speculates: best case", "plain steps (gate"))
 
 
 def test_copy_guard_bans_runs_and_a_forbidden_opening():

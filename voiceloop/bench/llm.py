@@ -32,6 +32,7 @@ from ..llm.speculative import (
     DraftPolicy,
     GreedyDecoder,
     PromptLookupDrafter,
+    SpeculationPrice,
     common_prefix,
     eval_prefix,
     last_logits,
@@ -56,6 +57,9 @@ class LLMBenchOptions:
     n_threads: int | None = None
     """Decode threads; None = the machine profile's choice for the target (voiceloop.core.machine)."""
     n_threads_batch: int = 2
+    gate: float | None = 1.05
+    """The backend's speculation gate (``LlamaOptions.speculation_gate``): a mode whose best case cannot beat
+    plain steps by this factor here runs plain steps, as the pipeline would. None = run every mode (the loss)."""
 
 
 @dataclass(slots=True)
@@ -223,6 +227,7 @@ def run_llm_bench(opts: LLMBenchOptions, *, progress: Callable[[str], None] | No
             n_threads=opts.n_threads,
             n_threads_batch=opts.n_threads_batch,
             prompt_format="auto",  # chat template when the target has one (Qwen), else the transcript
+            speculation_gate=None,  # the bench applies the gate per mode below, after pricing both
         )
     )
     assert backend.draft_llm is not None
@@ -244,6 +249,17 @@ def run_llm_bench(opts: LLMBenchOptions, *, progress: Callable[[str], None] | No
     }
     say(f"target {Path(target).name}, draft {Path(draft).name}, bit-exact verify batches <= {max_batch}; calibrating")
     costs = _calibrate(backend, decoders["plain"])
+    verdicts: dict[str, str] = {}
+    for mode, ratio in (("draft", costs.draft_ms / costs.target_ms), ("prompt_lookup", 0.0)):
+        price = SpeculationPrice(
+            step_ms=costs.target_ms, verify={n: v for n, v in costs.verify.items() if 2 <= n <= max_batch}, draft_ratio=ratio
+        )
+        if opts.gate is not None and not price.pays(opts.gate):
+            decoders[mode] = GreedyDecoder(backend.llm)  # what the backend does: plain steps
+            verdicts[mode] = f"plain steps (gate x{opts.gate}): {price.describe()}"
+        else:
+            verdicts[mode] = f"speculates: {price.describe()}"
+        say(f"{mode}: {verdicts[mode]}")
     convs = load_conversations(opts.prompts)[: opts.limit]
 
     def run(conv: dict[str, Any], mode: str) -> _Run:
@@ -280,7 +296,7 @@ def run_llm_bench(opts: LLMBenchOptions, *, progress: Callable[[str], None] | No
                 runs.append(run(conv, mode))
             say(f"[{rep + 1}/{opts.repeats}] {i + 1}/{len(convs)} {conv['id']}")
     followups = _followup_ttfts(convs, opts)
-    return _summarise(runs, followups, costs, target=target, draft=draft, opts=opts, max_batch=max_batch)
+    return _summarise(runs, followups, costs, target=target, draft=draft, opts=opts, max_batch=max_batch, verdicts=verdicts)
 
 
 def _followup_ttfts(convs: list[dict[str, Any]], opts: LLMBenchOptions) -> list[float]:
@@ -318,14 +334,25 @@ def _summarise(
     draft: str,
     opts: LLMBenchOptions,
     max_batch: int,
+    verdicts: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    verdicts = verdicts or {}
+    gated = {m for m, v in verdicts.items() if v.startswith("plain")}
     by_mode = {m: [r for r in runs if r.mode == m] for m in MODES}
     plain = [r for r in runs if r.mode == "plain"]
     plain_all = [r for r in runs if r.mode == "plain_all_threads"]
     none_ids: dict[str, list[int]] = {}
     for r in by_mode["none"]:
         none_ids.setdefault(r.conv, r.ids)
-    mismatches = sorted({f"{r.mode}:{r.conv}" for r in runs if r.mode in MODES and r.ids != none_ids[r.conv]})
+    plain_ids: dict[str, list[int]] = {}
+    for r in plain:
+        plain_ids.setdefault(r.conv, r.ids)
+
+    def reference(r: _Run) -> list[int]:
+        # A gated mode runs llama.cpp's plain steps: its exact reference is plain decoding, not the batched one.
+        return plain_ids[r.conv] if r.mode in gated else none_ids[r.conv]
+
+    mismatches = sorted({f"{r.mode}:{r.conv}" for r in runs if r.mode in MODES and r.ids != reference(r)})
     plain_same = sum(r.ids == none_ids[r.conv] for r in plain) / len(plain) if plain else 0.0
     none_tok_s = _tok_s(by_mode["none"])
 
@@ -358,6 +385,17 @@ def _summarise(
             chat_speedups = [v for c, v in per_conv.items() if c in chat_ids]
             m["speedup_chat_min"] = round(min(chat_speedups), 3) if chat_speedups else 0.0
             m["speedup_by_conversation"] = {c: round(v, 3) for c, v in per_conv.items()}
+            # The issue's yardstick: llama.cpp's plain one-token steps (what the pipeline runs with "none").
+            vs_plain = {}
+            for conv in none_ids:
+                ref = _tok_s([r for r in plain if r.conv == conv])
+                mine = _tok_s([r for r in rs if r.conv == conv])
+                if ref > 0 and mine > 0:
+                    vs_plain[conv] = mine / ref
+            m["speedup_vs_plain"] = round(_tok_s(rs) / _tok_s(plain), 3) if plain and _tok_s(plain) else 0.0
+            m["speedup_vs_plain_min"] = round(min(vs_plain.values()), 3) if vs_plain else 0.0
+            m["speedup_vs_plain_by_conversation"] = {c: round(v, 3) for c, v in vs_plain.items()}
+            m["verdict"] = verdicts.get(mode, "")
             m["drafted"] = drafted
             m["accepted"] = sum(r.accepted for r in rs)
         modes[mode] = m
@@ -367,6 +405,8 @@ def _summarise(
     modes["draft"]["cost_ratio"] = round(cost_ratio, 3)
     checks = []
     for mode, ratio in (("draft", cost_ratio), ("prompt_lookup", 0.0)):
+        if mode in gated:
+            continue  # it ran plain steps: no rounds to check the model against
         acc = modes[mode]["token_acceptance"]
         rounds = [x for r in by_mode[mode] for x in r.rounds]
         mean_k = sum(k for k, _ in rounds) / len(rounds) if rounds else 1.0
@@ -451,6 +491,11 @@ def format_report(res: dict[str, Any]) -> str:
         rb = f"x{m['speedup_readback']:.2f}" if "speedup_readback" in m else "-"
         worst = f"   worst chat conversation x{m['speedup_chat_min']:.2f}" if "speedup_chat_min" in m else ""
         lines.append(f"{mode:<14}{m['ttft_ms']:>9.1f}{m['tok_s']:>8.1f}{acc:>8}{sp:>9}{chat:>7}{rb:>10}{worst}")
+        if "speedup_vs_plain" in m:
+            lines.append(
+                f"{'':<14}against plain steps x{m['speedup_vs_plain']:.2f}, worst conversation "
+                f"x{m['speedup_vs_plain_min']:.2f}; {m['verdict']}"
+            )
     p = res["plain_decode"]
     lines.append(
         f"{'(plain)':<14}{p['ttft_ms']:>9.1f}{p['tok_s']:>8.1f}  one-token steps; same tokens as none on "

@@ -17,6 +17,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     llm.add_argument("--max-tokens", type=int, default=48)
     llm.add_argument("--repeats", type=int, default=2, help="passes over the set (modes interleaved in each)")
     llm.add_argument("--limit", type=int, default=None, help="only the first N conversations")
+    llm.add_argument(
+        "--no-gate",
+        action="store_true",
+        help="run every mode even where pricing says it cannot pay on this machine (to measure the loss)",
+    )
     llm.add_argument("--json", dest="json_out", default=None, help="write the results as JSON to this file")
     llm.set_defaults(func=run_llm)
 
@@ -24,6 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run_llm(args: argparse.Namespace) -> int:
     from ..bench.llm import LLMBenchOptions, format_report, run_llm_bench
 
+    gate = {} if not args.no_gate else {"gate": None}
     opts = LLMBenchOptions(
         target=args.target,
         draft=args.draft,
@@ -31,6 +37,7 @@ def run_llm(args: argparse.Namespace) -> int:
         max_tokens=args.max_tokens,
         repeats=args.repeats,
         limit=args.limit,
+        **gate,
     )
     res = run_llm_bench(opts, progress=lambda m: print(m, file=sys.stderr))
     print(format_report(res))

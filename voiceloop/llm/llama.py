@@ -24,11 +24,13 @@ from .speculative import (
     DraftPolicy,
     GreedyDecoder,
     PromptLookupDrafter,
+    SpeculationPrice,
     batch_invariant_size,
     check_same_tokenizer,
     common_prefix,
     eval_rows,
     last_logits,
+    measure_price,
 )
 from .stops import RepeatedSentenceStop, StopMatcher
 
@@ -68,6 +70,10 @@ class LlamaOptions:
     draft_max: int = 8
     """Longest draft; the length adapts between 1 and this from the acceptance."""
     draft_threads: int = 1
+    speculation_gate: float | None = 1.05
+    """Speculate only if, priced on this machine at load (``speculative.measure_price``, ~1-2 s), the best
+    case (every draft accepted) beats plain one-token steps by this factor; else decode plainly (and say so).
+    None = speculate as asked (to measure the loss)."""
     prompt_format: Literal["auto", "transcript", "chat"] = "auto"
     """auto: the GGUF's chat template when it has one, else transcript-style few-shot."""
     history_tokens: int | None = None
@@ -146,6 +152,8 @@ class LlamaBackend(LLMBackend):
         )
         self.model_path = Path(path)
         self.draft_llm = None
+        self.speculation_price: SpeculationPrice | None = None
+        """The measured cost of speculation on this machine (``speculative`` != none, the gate on)."""
         drafter: Drafter | None = None
         if o.speculative == "prompt_lookup":
             drafter = PromptLookupDrafter()
@@ -163,6 +171,17 @@ class LlamaBackend(LLMBackend):
             # Lossless needs verify batches on kernels that agree with each other (probe ~0.3 s).
             max_batch = min(max_batch, batch_invariant_size(self.llm, o.draft_max + 1))
             log.info("speculative %s: verify batches up to %d tokens are bit-exact", o.speculative, max_batch)
+            if o.speculation_gate is not None:
+                # Price it on this machine before paying for it: where even full acceptance cannot beat plain
+                # steps by the gate, every conversation would lose (draft model catch-up, verify batches).
+                self.speculation_price = measure_price(self.llm, max_batch, self.draft_llm)
+                if not self.speculation_price.pays(o.speculation_gate):
+                    log.warning(
+                        "speculative %s cannot pay on this machine (%s): decoding plainly",
+                        o.speculative,
+                        self.speculation_price.describe(),
+                    )
+                    drafter, max_batch = None, o.draft_max + 1
         self.decoder = GreedyDecoder(
             self.llm,
             drafter,
