@@ -214,14 +214,17 @@ def test_draft_policy_keeps_drafting_while_it_pays():
 def test_speculation_price_bounds_the_best_case():
     # A drafter as costly as the target can never pay: k + 1 draft steps and a verify batch for k + 1 tokens.
     same = SpeculationPrice(step_ms=20.0, verify={2: 1.1, 3: 1.2, 4: 1.3}, draft_ratio=1.0)
-    assert same.best_speedup()[0] < 1 and not same.pays()
-    # Free drafts and cheap batches pay at full acceptance; the longest batch wins here (4 tokens for 1.3 steps).
+    assert same.speedup(1.0)[0] < 1 and not same.pays()
+    # Free drafts and cheap batches: 4 tokens for 1.3 steps when all are accepted; at acceptance 0.8 a round of
+    # k = 3 yields 1 + 0.8 + 0.64 + 0.512 tokens.
     free = SpeculationPrice(step_ms=20.0, verify={2: 1.1, 3: 1.2, 4: 1.3}, draft_ratio=0.0)
-    assert free.best_speedup() == pytest.approx((4 / 1.3, 3)) and free.pays()
+    assert free.speedup(1.0) == pytest.approx((4 / 1.3, 3))
+    assert free.speedup(0.8) == pytest.approx((2.952 / 1.3, 3)) and free.pays()
+    assert free.speedup(0.0) == pytest.approx((1 / 1.1, 1)) and not free.pays(acceptance=0.0)
     # The measured case of the Qwen2.5 0.5B drafting for the 1.5B on a 2-vCPU AVX2 EPYC: x0.59 at best.
     qwen = SpeculationPrice(step_ms=57.2, verify={2: 1.86, 3: 2.65}, draft_ratio=0.82)
-    assert qwen.best_speedup()[0] == pytest.approx(0.59, abs=0.01) and not qwen.pays()
-    assert "x0.59 at k=2" in qwen.describe()
+    assert qwen.speedup(1.0)[0] == pytest.approx(0.587, abs=0.001) and not qwen.pays()
+    assert "x0.59 if every draft were accepted (k=2)" in qwen.describe()
 
 
 def test_a_pair_that_cannot_pay_decodes_plainly_with_the_same_tokens():
@@ -229,7 +232,7 @@ def test_a_pair_that_cannot_pay_decodes_plainly_with_the_same_tokens():
     backend decodes with plain steps, exactly as without speculation; without the gate it drafts."""
     model = str(model_path("gemma-3-270m-q4_k_m"))
     gated = LlamaBackend(LlamaOptions(model=model, speculative="draft", draft_model=model))
-    assert gated.speculation_price is not None and not gated.speculation_price.pays()
+    assert gated.speculation_price is not None and not gated.speculation_price.pays(acceptance=1.0)
     assert gated.decoder.drafter is None and not gated.decoder.batched
     plain = LlamaBackend(LlamaOptions(model=model))
     forced = LlamaBackend(LlamaOptions(model=model, speculative="draft", draft_model=model, speculation_gate=None))
