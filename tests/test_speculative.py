@@ -219,12 +219,15 @@ def test_speculation_price_bounds_the_best_case():
     # k = 3 yields 1 + 0.8 + 0.64 + 0.512 tokens.
     free = SpeculationPrice(step_ms=20.0, verify={2: 1.1, 3: 1.2, 4: 1.3}, draft_ratio=0.0)
     assert free.speedup(1.0) == pytest.approx((4 / 1.3, 3))
-    assert free.speedup(0.8) == pytest.approx((2.952 / 1.3, 3)) and free.pays()
+    assert free.speedup(0.8) == pytest.approx((2.952 / 1.3, 3)) and free.pays()  # 2.27 over a padded step of 1.1
     assert free.speedup(0.0) == pytest.approx((1 / 1.1, 1)) and not free.pays(acceptance=0.0)
     # The measured case of the Qwen2.5 0.5B drafting for the 1.5B on a 2-vCPU AVX2 EPYC: x0.59 at best.
     qwen = SpeculationPrice(step_ms=57.2, verify={2: 1.86, 3: 2.65}, draft_ratio=0.82)
     assert qwen.speedup(1.0)[0] == pytest.approx(0.587, abs=0.001) and not qwen.pays()
     assert "x0.59 if every draft were accepted (k=2)" in qwen.describe()
+    # Prompt lookup on the same target: x1.06 at acceptance 0.8, but its padded steps cost x1.70: it does not pay.
+    lookup = SpeculationPrice(step_ms=52.4, verify={2: 1.70, 3: 2.45}, draft_ratio=0.0)
+    assert lookup.speedup(0.8)[0] == pytest.approx(1.8 / 1.70, abs=0.01) and not lookup.pays()
 
 
 def test_a_pair_that_cannot_pay_decodes_plainly_with_the_same_tokens():
