@@ -14,7 +14,6 @@ import dataclasses
 import json
 import logging
 import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -26,7 +25,7 @@ import numpy as np
 
 from ..llm.backend import GenerationStats
 from ..llm.llama import LlamaBackend, LlamaOptions
-from ..llm.prompt import Message, TranscriptPrompt
+from ..llm.prompt import Message
 from ..llm.speculative import (
     DraftModelDrafter,
     DraftPolicy,
@@ -35,7 +34,7 @@ from ..llm.speculative import (
     SpeculationPrice,
     common_prefix,
     eval_prefix,
-    last_logits,
+    measure_price,
 )
 
 log = logging.getLogger("voiceloop.bench")
@@ -58,8 +57,9 @@ class LLMBenchOptions:
     """Decode threads; None = the machine profile's choice for the target (voiceloop.core.machine)."""
     n_threads_batch: int = 2
     gate: float | None = 1.05
-    """The backend's speculation gate (``LlamaOptions.speculation_gate``): a mode whose best case cannot beat
-    plain steps by this factor here runs plain steps, as the pipeline would. None = run every mode (the loss)."""
+    """The backend's speculation gate (``LlamaOptions.speculation_gate``): a mode whose priced gain at acceptance
+    0.8 does not beat plain steps by this factor here runs plain steps, as the pipeline would. None = run every
+    mode (to measure the loss)."""
 
 
 @dataclass(slots=True)
@@ -147,45 +147,12 @@ def predicted_in_replies(speedup: float, runs: list[_Run], overhead: float = 0.0
     return (1 + overhead) / (per_token + overhead)
 
 
-def _median_ms(fn: Callable[[], None], reps: int = 7) -> float:
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter_ns()
-        fn()
-        times.append((time.perf_counter_ns() - t0) / 1e6)
-    return statistics.median(times)
-
-
-def _calibrate(backend: LlamaBackend, decoder: GreedyDecoder) -> _Costs:
-    """One-token and batch costs of the target, one-token cost of the draft, on a real prompt."""
-    tokens = backend.llm.tokenize(TranscriptPrompt().render([], "Hello there.").encode(), add_bos=True, special=True)
-    eval_prefix(backend.llm, tokens)
-    base = backend.llm.n_tokens
-    fill = [int(last_logits(backend.llm).argmax())] * 9
-
-    def verify(n: int) -> Callable[[], None]:
-        def run() -> None:
-            backend.llm.n_tokens = base
-            decoder._verify(fill[:n])
-
-        return run
-
-    costs = _Costs(target_ms=_median_ms(verify(1)), draft_ms=0.0)
-    for n in range(1, 10):
-        costs.verify[n] = _median_ms(verify(n)) / costs.target_ms
+def _calibrate(backend: LlamaBackend) -> _Costs:
+    """One-token and batch costs of the target, one-token cost of the draft: the backend's own pricing
+    (``speculative.measure_price``) over every batch size the bench reports, bit-exact or not."""
     assert backend.draft_llm is not None
-    draft = backend.draft_llm
-    eval_prefix(draft, tokens)
-    dbase = draft.n_tokens
-
-    def draft_step() -> None:
-        draft.n_tokens = dbase
-        draft.eval(fill[:1])
-
-    costs.draft_ms = _median_ms(draft_step)
-    backend.llm.n_tokens = 0
-    draft.n_tokens = 0
-    return costs
+    price = measure_price(backend.llm, 9, backend.draft_llm, reps=7)
+    return _Costs(target_ms=price.step_ms, draft_ms=price.draft_ratio * price.step_ms, verify={1: 1.0, **price.verify})
 
 
 def _warm_history(backend: LlamaBackend, history: list[Message], user: str) -> None:
@@ -248,7 +215,7 @@ def run_llm_bench(opts: LLMBenchOptions, *, progress: Callable[[str], None] | No
         "plain_all_threads": GreedyDecoder(backend.llm),
     }
     say(f"target {Path(target).name}, draft {Path(draft).name}, bit-exact verify batches <= {max_batch}; calibrating")
-    costs = _calibrate(backend, decoders["plain"])
+    costs = _calibrate(backend)
     verdicts: dict[str, str] = {}
     for mode, ratio in (("draft", costs.draft_ms / costs.target_ms), ("prompt_lookup", 0.0)):
         price = SpeculationPrice(

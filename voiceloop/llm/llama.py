@@ -172,8 +172,8 @@ class LlamaBackend(LLMBackend):
             max_batch = min(max_batch, batch_invariant_size(self.llm, o.draft_max + 1))
             log.info("speculative %s: verify batches up to %d tokens are bit-exact", o.speculative, max_batch)
             if o.speculation_gate is not None:
-                # Price it on this machine before paying for it: where even full acceptance cannot beat plain
-                # steps by the gate, every conversation would lose (draft model catch-up, verify batches).
+                # Price it on this machine before paying for it: where a well-matched pair (acceptance 0.8) would
+                # not beat plain steps by the gate, drafting costs more than it saves (draft steps, verify batches).
                 self.speculation_price = measure_price(self.llm, max_batch, self.draft_llm)
                 if not self.speculation_price.pays(o.speculation_gate):
                     log.warning(
