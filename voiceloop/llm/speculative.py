@@ -323,26 +323,36 @@ def measure_price(
     text = "User: What is the tallest mountain in Europe?\nAssistant: The tallest mountain in Europe is"
     tokens = target.tokenize(text.encode(), add_bos=True, special=True)
 
-    def timed(llm: llama_cpp.Llama, n: int) -> float:
+    def prompt(llm: llama_cpp.Llama) -> int:
+        """The prompt in the cache once per model; the timed batches go after it and are dropped again."""
         llm.n_tokens = 0
         llm._ctx.kv_cache_seq_rm(-1, 0, -1)
         llm.eval(tokens)
-        base = llm.n_tokens
-        fill = [int(last_logits(llm).argmax())] * n
+        return int(last_logits(llm).argmax())
+
+    def timed(llm: llama_cpp.Llama, n: int, token: int) -> float:
+        base = len(tokens)
         times = []
         for _ in range(reps):
             llm._ctx.kv_cache_seq_rm(-1, base, -1)
-            llm._batch.set_batch(batch=fill, n_past=base, logits_all=n > 1)
+            llm._batch.set_batch(batch=[token] * n, n_past=base, logits_all=n > 1)
             t0 = time.perf_counter_ns()
             llm._ctx.decode(llm._batch)
             times.append((time.perf_counter_ns() - t0) / 1e6)
-        llm.n_tokens = 0
-        llm._ctx.kv_cache_seq_rm(-1, 0, -1)
         return statistics.median(times)
 
-    step = timed(target, 1)
-    verify = {n: timed(target, n) / step for n in range(2, max_batch + 1)}
-    ratio = timed(draft, 1) / step if draft is not None else 0.0
+    def clear(llm: llama_cpp.Llama) -> None:
+        llm.n_tokens = 0
+        llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+
+    token = prompt(target)
+    step = timed(target, 1, token)
+    verify = {n: timed(target, n, token) / step for n in range(2, max_batch + 1)}
+    clear(target)
+    ratio = 0.0
+    if draft is not None:
+        ratio = timed(draft, 1, prompt(draft)) / step
+        clear(draft)
     return SpeculationPrice(step_ms=step, verify=verify, draft_ratio=ratio)
 
 
