@@ -58,7 +58,8 @@ class LLMBenchOptions:
     n_threads_batch: int = 2
     gate: float | None = 1.05
     """The backend's speculation gate (``LlamaOptions.speculation_gate``): a mode whose priced gain at acceptance
-    0.8 does not beat plain steps by this factor here runs plain steps, as the pipeline would. None = run every
+    0.8 does not beat plain steps by this factor here, or whose padded lone steps lose more than 5 %, runs plain
+    steps, as the pipeline would. None = run every
     mode (to measure the loss)."""
 
 

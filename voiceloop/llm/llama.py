@@ -73,7 +73,8 @@ class LlamaOptions:
     speculation_gate: float | None = 1.05
     """Speculate only if, priced on this machine at load (``speculative.measure_price``, ~1-2 s), the expected
     speedup at per-token acceptance 0.8 (``speculative.GATE_ACCEPTANCE``) beats plain one-token steps by this
-    factor; else decode plainly, and say so. None = speculate as asked (to measure the loss)."""
+    factor, and a reply where no draft is accepted loses at most 5 % (``speculative.MAX_LOSS``: the exact decoder's
+    padded lone steps); else decode plainly, and say so. None = speculate as asked (to measure the loss)."""
     prompt_format: Literal["auto", "transcript", "chat"] = "auto"
     """auto: the GGUF's chat template when it has one, else transcript-style few-shot."""
     history_tokens: int | None = None
