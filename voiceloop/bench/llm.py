@@ -293,6 +293,10 @@ def _tok_s(runs: list[_Run]) -> float:
     return sum(max(r.tokens - 1, 0) for r in runs) / (ms / 1000.0) if ms > 0 else 0.0
 
 
+def _best_tok_s(runs: list[_Run]) -> float:
+    return max((_tok_s([r]) for r in runs), default=0.0)
+
+
 def _summarise(
     runs: list[_Run],
     followups: list[float],
@@ -354,10 +358,13 @@ def _summarise(
             m["speedup_chat_min"] = round(min(chat_speedups), 3) if chat_speedups else 0.0
             m["speedup_by_conversation"] = {c: round(v, 3) for c, v in per_conv.items()}
             # The yardstick: llama.cpp's plain one-token steps (what the pipeline runs with "none").
+            # Per conversation, each side's fastest repeat: on a shared host two identical decoders differ by
+            # +-10 % from run to run (measured: x0.87-0.91 worst conversation, one repeat each), more than the 5 %
+            # being checked; the fastest of a few repeats is the least disturbed (as timeit takes the minimum).
             vs_plain = {}
             for conv in none_ids:
-                ref = _tok_s([r for r in plain if r.conv == conv])
-                mine = _tok_s([r for r in rs if r.conv == conv])
+                ref = _best_tok_s([r for r in plain if r.conv == conv])
+                mine = _best_tok_s([r for r in rs if r.conv == conv])
                 if ref > 0 and mine > 0:
                     vs_plain[conv] = mine / ref
             m["speedup_vs_plain"] = round(_tok_s(rs) / _tok_s(plain), 3) if plain and _tok_s(plain) else 0.0
