@@ -161,6 +161,31 @@ def test_a_long_conversation_does_not_copy_earlier_answers(engines):
 
 
 @pytest.mark.models
+def test_a_short_reply_is_not_said_again_to_another_line(engines):
+    """The broken record of a live run on the real-speech session: "What is the number?" to seven card names and
+    "No." in a row, each too short for the n-gram guard. With three of them in the history the model says it a
+    fourth time unless the whole-reply ban holds."""
+    import dataclasses
+
+    history: list[Message] = []
+    for user in ("10 of close", "4 queen of clothes", "Seven of clubs."):
+        history += [Message("user", user), Message("assistant", "What is the number?")]
+    llm = engines.llm
+    saved = llm.options
+    try:
+        for user in ("5 5", "No."):
+            llm.options = dataclasses.replace(saved, copy_guard=False)
+            unguarded = "".join(llm.stream(history, user, max_tokens=40)).strip()
+            llm.options = saved
+            reply = "".join(llm.stream(history, user, max_tokens=40)).strip()
+            assert unguarded == "What is the number?", unguarded  # the set-up provokes the copy
+            assert repetition(["10 of close", user], ["What is the number?", reply]).repeats == (), reply
+            assert len(reply.split()) >= 3, reply
+    finally:
+        llm.options = saved
+
+
+@pytest.mark.models
 def test_a_repeated_request_gets_its_answer_again(engines):
     """Asked again (often after talking over the answer), the answer is said again, not cut at its first word
     by the guard against copies: the Twilio barge-in test heard only "Sure," on a slow CPU."""

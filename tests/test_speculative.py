@@ -298,3 +298,11 @@ def test_copy_guard_bans_runs_and_a_forbidden_opening():
     assert empty.choose([8], z) == 5
     empty.ban_token(3)  # e.g. a tool call's tag after a "no": anywhere in the reply
     assert empty.choose([], z) == 5 and empty.choose([1, 2], z) == 5
+    # A whole earlier reply (4 5 6 + the mark 9) may not end the reply again; it may go on, and a one-word
+    # reply (7 + 9) is left alone.
+    whole = CopyGuard([])
+    whole.ban_whole([4, 5, 6, 9], ends={9, 0})
+    whole.ban_whole([7, 9], ends={9, 0})
+    e = np.zeros(10, np.float32)
+    e[9], e[2] = 2.0, 1.0
+    assert whole.choose([4, 5, 6], e) == 2 and whole.choose([4, 5], e) == 9 and whole.choose([7], e) == 9

@@ -190,9 +190,6 @@ class LlamaBackend(LLMBackend):
             batched=drafter is not None,
             max_batch=max_batch,
         )
-        self._end_ids = sorted(
-            {self.llm.tokenize(e.encode(), add_bos=False, special=False)[0] for e in (".", "?", "!", "\n", "\n\n")}
-        )
         # A tool call's possible first tokens (its tag, a bare JSON object, a "<tools>" wrapper).
         self._call_ids = sorted(
             {self.llm.tokenize(t.encode(), add_bos=False, special=True)[0] for t in ("{", '{"', " {", "<", "<tool_call>")}
@@ -214,6 +211,13 @@ class LlamaBackend(LLMBackend):
             )
         else:
             self.prompt = TranscriptPrompt()
+        # Tokens that can end a reply's words: its final mark, a newline, the end of the message.
+        ends = {self.llm.token_eos()}
+        for e in (".", "?", "!", "\n", "\n\n", ".\n", "?\n", "!\n", ".\n\n", "?\n\n", "!\n\n", "...", " .", " ?", " !"):
+            ends.update(t[:1] if len(t := self.llm.tokenize(e.encode(), add_bos=False, special=False)) == 1 else [])
+        for e in getattr(self.prompt, "stop", ()):
+            ends.update(t[:1] if len(t := self.llm.tokenize(e.encode(), add_bos=False, special=True)) == 1 else [])
+        self._end_ids = sorted(ends)
         # One llama context: calls are serialised (sessions must never decode concurrently).
         self.lock = threading.Lock()
         self._counts: dict[tuple[Message, ...], int] = {}
@@ -302,7 +306,12 @@ class LlamaBackend(LLMBackend):
                 self._reply_ids[text] = got
             return got
 
-        return CopyGuard([ids(text) for text in replies], ids(" " + user_text.strip()))
+        guard = CopyGuard([ids(text) for text in replies], ids(" " + user_text.strip()))
+        for text in replies:
+            # A short reply said again to another line is a broken record the n-gram ban is too long to see
+            # (seen on the real-speech session: "What is the number?" to seven different lines in a row).
+            guard.ban_whole(ids(text.strip()), self._end_ids)
+        return guard
 
     def _replies(self, history: list[Message], tools: list[dict] | None, user_text: str = "") -> list[str]:
         """The earlier replies a new one must not copy.

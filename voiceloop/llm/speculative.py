@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -423,6 +423,7 @@ class CopyGuard:
 
     def __init__(self, sources: list[list[int]], user: list[int] | None = None, *, n: int = 8, n_user: int = 10) -> None:
         self._tables: list[tuple[int, dict[tuple[int, ...], set[int]]]] = []
+        self._whole: dict[tuple[int, ...], frozenset[int]] = {}
         for seqs, size in ((sources, n), ([user] if user else [], n_user)):
             table: dict[tuple[int, ...], set[int]] = {}
             for seq in seqs:
@@ -436,12 +437,22 @@ class CopyGuard:
         if len(run) >= 2:
             self._tables.append((len(run), {tuple(run[:-1]): {run[-1]}}))
 
+    def ban_whole(self, text: list[int], ends: Collection[int]) -> None:
+        """Never end the reply as a word-for-word copy of ``text`` (an earlier reply): once the reply is ``text``
+        without its final mark, none of ``ends`` (marks, newlines, the end of the message) may follow, so it must
+        go on ("What is the number" -> "... of the card?"). Replies of one word are left alone ("Yes.")."""
+        core = list(text)
+        while core and core[-1] in ends:
+            core.pop()
+        if len(core) >= 2:
+            self._whole[tuple(core)] = frozenset(ends)
+
     def ban_token(self, token: int) -> None:
         """Never write this token anywhere in the reply (e.g. a tool call's tag after the decision said no)."""
         self._tables.append((1, {(): {token}}))
 
     def banned(self, reply: list[int]) -> set[int]:
-        out: set[int] = set()
+        out: set[int] = set(self._whole.get(tuple(reply), ())) if self._whole else set()
         for size, table in self._tables:
             if len(reply) >= size - 1:
                 out |= table.get(tuple(reply[len(reply) - size + 1 :]), set())
@@ -449,7 +460,7 @@ class CopyGuard:
 
     def choose(self, reply: list[int], logits: np.ndarray) -> int:
         best = int(logits.argmax())
-        if not self._tables:
+        if not self._tables and not self._whole:
             return best
         banned = self.banned(reply)
         if best not in banned:
