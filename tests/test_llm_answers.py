@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from voiceloop.llm.prompt import SPEECH_SYSTEM_PROMPT, ChatTemplatePrompt, Message, TranscriptPrompt
+from voiceloop.llm.prompt import SPEECH_SYSTEM_PROMPT, ChatTemplatePrompt, Message, TranscriptPrompt, recap
 from voiceloop.llm.stops import RepeatedSentenceStop
 from voiceloop.metrics.repetition import reads_back, repetition
 from voiceloop.models import catalog
@@ -223,6 +223,17 @@ def test_with_tools_earlier_turns_are_recapped_in_the_users_message():
     rounds = [Message("user", "Do f."), call, Message("tool", "f done"), Message("assistant", "Done with f.")]
     text = p.render(rounds, "Again?", tools=[tool])
     assert 'You called: {"name": "f", "arguments": {}}\nTool result: f done\nYou: Done with f.' in text
+    # The latest turns only, 3 to 5 of them: the first one told moves in blocks of 3, so the recap stays a cached
+    # prefix between the steps.
+    long = [m for i in range(8) for m in (Message("user", f"line {i}"), Message("assistant", f"reply {i}"))]
+
+    def users(n: int) -> list[str]:
+        return [ln for ln in recap(long[: 2 * n], p.recap_turns, p.recap_block).splitlines() if ln.startswith("User:")]
+
+    told = [users(n) for n in range(1, 9)]
+    assert [len(t) for t in told] == [1, 2, 3, 4, 5, 3, 4, 5]
+    assert told[5][0] == "User: line 3" and told[6][0] == "User: line 3" and told[7][0] == "User: line 3"
+    assert recap(long, None).count("User:") == 8 and recap(long, 0) == ""
 
 
 @pytest.mark.models

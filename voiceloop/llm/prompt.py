@@ -130,8 +130,13 @@ class ChatTemplatePrompt:
     answer. They are a constant prefix, so the KV cache holds them and they cost no time per turn."""
     recap_with_tools: bool = True
     """With tools offered, tell earlier turns inside the user's message (``recap``) instead of as chat turns."""
-    recap_turns: int | None = None
-    """How many of the latest turns the recap tells; None = all the trimmed history."""
+    recap_turns: int | None = 3
+    """How many of the latest turns the recap tells at least; None = all the trimmed history. Told whole, a long
+    conversation of remarks was recycled into later replies (a 29-turn session: an earlier sentence said again
+    to an unrelated line, three read-backs); the latest three are enough for "and in Paris?"."""
+    recap_block: int = 3
+    """The recap's first turn moves in steps of this many turns (it tells ``recap_turns`` to ``recap_turns +
+    recap_block - 1`` turns), so the KV cache keeps the recap between steps instead of evaluating it every turn."""
     tool_examples: tuple[tuple[str, str], ...] = REMARK_EXAMPLES
     """With tools offered, once there is a conversation: example exchanges of remarks answered with remarks. Not
     in the request-alone prompt that decides calls (``alone_prompt``)."""
@@ -153,7 +158,7 @@ class ChatTemplatePrompt:
             # With tools, earlier turns are told inside the user's message, not as chat turns: one earlier
             # answer given without a call is enough for these models to stop calling (P(call) for "What time
             # is it in Tokyo?" 0.61 alone, 0.007 after one such exchange, 0.38 with the exchange recapped).
-            msgs.append({"role": "user", "content": recap(history, self.recap_turns) + user_text})
+            msgs.append({"role": "user", "content": recap(history, self.recap_turns, self.recap_block) + user_text})
         else:
             msgs += [{"role": m.role, "content": m.content} for m in history]
             msgs.append({"role": "user", "content": user_text})
@@ -214,7 +219,7 @@ RECAP_CALL = "You called:"
 """The recap's label for an earlier call; a reply that starts with it is read as a call (voiceloop.tools.calls)."""
 
 
-def recap(history: list[Message], turns: int | None = None) -> str:
+def recap(history: list[Message], turns: int | None = None, block: int = 1) -> str:
     """Earlier turns as a note ahead of the user's words; a stable prefix, so the KV cache keeps it.
 
     Plain labels, measured against the template's own tags for calls and results in the note (one conversation,
@@ -222,7 +227,12 @@ def recap(history: list[Message], turns: int | None = None) -> str:
     the call filter reads that as the call it is, so the JSON is never spoken."""
     if turns is not None:
         starts = [i for i, m in enumerate(history) if m.role == "user"]
-        history = history[starts[-turns] :] if turns and len(starts) > turns else history if turns else []
+        if not turns:
+            history = []
+        elif len(starts) > turns:
+            # The first turn told moves in whole blocks: the recap is a stable prefix between the steps.
+            first = (len(starts) - turns) // max(1, block) * max(1, block)
+            history = history[starts[first] :]
     if not history:
         return ""
     lines = []
