@@ -262,7 +262,18 @@ def test_history_with_tools_fits_the_context(engines):
         turns += [Message("user", f"Tell me fact number {i} about the sea, please."), Message("assistant", f"Fact {i}.")]
     ids = backend._tokens(turns, "And one more?", tools=schemas)
     assert len(ids) <= backend.options.n_ctx - 400  # room for the reply and a tool round
-    assert len(backend._trim(turns, schemas)) < len(backend._trim(turns))
+    # The recap tells the latest turns only; told whole, the schemas count against the history budget and fewer
+    # turns are kept than without them.
+    saved = backend.prompt
+    try:
+        backend.prompt = dataclasses.replace(saved, recap_turns=None)
+        backend._counts.clear()  # token counts are cached per history, not per prompt
+        ids = backend._tokens(turns, "And one more?", tools=schemas)
+        assert len(ids) <= backend.options.n_ctx - 400
+        assert len(backend._trim(turns, schemas)) < len(backend._trim(turns))
+    finally:
+        backend.prompt = saved
+        backend._counts.clear()
 
 
 @pytest.mark.models
