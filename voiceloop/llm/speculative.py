@@ -440,7 +440,7 @@ class CopyGuard:
     def ban_whole(self, text: list[int], ends: Collection[int]) -> None:
         """Never end the reply as a word-for-word copy of ``text`` (an earlier reply): once the reply is ``text``
         without its final mark, none of ``ends`` (marks, newlines, the end of the message) may follow, so it must
-        go on ("What is the number" -> "... of the card?"). Replies of one word are left alone ("Yes.")."""
+        go on ("What is the number" -> "... of the card?"). One-token replies are left alone ("Yes.")."""
         core = list(text)
         while core and core[-1] in ends:
             core.pop()
