@@ -191,12 +191,54 @@ def test_smart_turn_scores_real_audio(data_dir):
     from voiceloop.audio.files import read_audio_16k
     from voiceloop.turn.smart_turn import SmartTurn
 
-    st = SmartTurn()
+    st = SmartTurn(probe=None)  # smart-turn's own head
     speech = read_audio_16k(data_dir / "voice2json_would_you_please_turn_on_living_room_lamp.wav")
     p_full = st.probability(np.concatenate([speech, np.zeros(3200, np.float32)]))
     assert 0.0 <= p_full <= 1.0 and st.last_ms > 0
     assert st.probability(np.concatenate([speech, np.zeros(3200, np.float32)])) == pytest.approx(p_full)
     assert p_full > 0.5  # a finished request read by a human speaker
+
+
+def test_prosody_probe_fits_saves_and_loads(tmp_path):
+    """The probe is a logistic regression on standardised embeddings: it learns a direction, survives a round
+    trip through its JSON file, and a missing file means no probe."""
+    from voiceloop.turn.prosody import ProsodyProbe, fit_probe
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 8)) * 5 + 3
+    y = (x[:, 2] + 0.5 * rng.normal(size=200) > 3).astype(float)
+    probe = fit_probe(x, y, l2=1.0)
+    p = probe.probability(x)
+    assert p.shape == (200,)
+    assert p[y == 1].mean() > 0.8 and p[y == 0].mean() < 0.2
+    probe.save(tmp_path / "probe.json")
+    again = ProsodyProbe.load(tmp_path / "probe.json")
+    assert again is not None
+    np.testing.assert_allclose(again.probability(x), p, atol=1e-4)
+    assert ProsodyProbe.load(tmp_path / "missing.json") is None
+
+
+@pytest.mark.models
+def test_prosody_probe_hears_a_sentence_go_on(data_dir):
+    """A human speaker's finished request against the same recording cut inside the sentence, at a word gap
+    (the voice still rising to go on): the shipped probe, read from smart-turn's run, tells them apart where
+    smart-turn's own head is not asked to."""
+    from voiceloop.audio.files import read_audio_16k
+    from voiceloop.turn.smart_turn import SmartTurn
+
+    st = SmartTurn()
+    assert st.probe is not None, "the shipped probe (voiceloop/turn/prosody_probe.json) is missing"
+    speech = read_audio_16k(data_dir / "voice2json_would_you_please_turn_on_living_room_lamp.wav")
+    tail = np.zeros(512, np.float32)  # the pipeline's one silent VAD window
+    done = st.probability(np.concatenate([speech, tail]))
+    # "Would you please turn on the" | "living room lamp": the quietest 10 ms in the middle third.
+    lo, hi = len(speech) // 3, 2 * len(speech) // 3
+    rms = [float(np.sqrt(np.mean(speech[i : i + 160] ** 2))) for i in range(lo, hi, 160)]
+    cut = lo + 160 * int(np.argmin(rms))
+    going_on = st.probability(np.concatenate([speech[:cut], tail]))
+    assert done > going_on, (done, going_on)
+    raw, embedding = st.probability_and_embedding(np.concatenate([speech, tail]))
+    assert embedding.shape == (384,) and 0.0 <= raw <= 1.0
 
 
 @pytest.mark.models
