@@ -24,8 +24,8 @@ import json
 import random
 import re
 import subprocess
-import tempfile
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -90,8 +90,19 @@ TRAIN_VOICES = ("piper-joe@0.9", "piper-joe@1.15", "en-us+m1", "en-us+m5", "en-u
 None of them is the turn set's (Piper joe at its own speed, espeak en-us+m3 and en-gb+f2), so the turn set's
 audio is new to the probe."""
 MORE_VOICES = (
-    "piper-joe@0.9", "en-us+m1", "en-gb+m2", "en-us+f3", "en-gb-scotland+m4", "en-029+m6", "en-us+f5@140",
-    "piper-joe@1.15", "en-us+m5@190", "en-gb+f4", "en-gb-x-rp+m7", "en-us+f1@150", "en-gb-x-gbclan+m8",
+    "piper-joe@0.9",
+    "en-us+m1",
+    "en-gb+m2",
+    "en-us+f3",
+    "en-gb-scotland+m4",
+    "en-029+m6",
+    "en-us+f5@140",
+    "piper-joe@1.15",
+    "en-us+m5@190",
+    "en-gb+f4",
+    "en-gb-x-rp+m7",
+    "en-us+f1@150",
+    "en-gb-x-gbclan+m8",
 )
 """``synth --more-voices``: 13 voices (other accents, @ words a minute), two per sentence. Tried in session 21:
 leave-one-voice-out AUC 0.945, but the turn set's tune split 0.911 against 0.942 with TRAIN_VOICES (real
