@@ -306,3 +306,40 @@ def test_copy_guard_bans_runs_and_a_forbidden_opening():
     e = np.zeros(10, np.float32)
     e[9], e[2] = 2.0, 1.0
     assert whole.choose([4, 5, 6], e) == 2 and whole.choose([4, 5], e) == 9 and whole.choose([7], e) == 9
+
+
+def test_copy_guard_sees_a_copy_spelled_with_other_tokens():
+    """The same words as an earlier reply in another token run ("Mr John" / "MrJohn" / "Mr.john") may not end
+    the reply either; a two-word-or-longer reply only, and other words may follow."""
+    import numpy as np
+
+    from voiceloop.llm.speculative import CopyGuard, squash
+
+    pieces = {
+        1: "What's",
+        2: " the",
+        3: " story",
+        4: " about,",
+        5: " Mr",
+        6: "John",
+        7: " Dashwood",
+        8: "?",
+        0: "",
+        9: " john",
+        10: ".",
+        11: " Yes",
+        12: " sister",
+    }
+
+    def detok(ids: list[int]) -> str:
+        return "".join(pieces[i] for i in ids)
+
+    assert squash("What's the story about, MrJohn Dashwood?") == squash("what's the story about, Mr. john dashwood")
+    g = CopyGuard([])
+    g.ban_whole_text(["What's the story about, Mr John Dashwood?", "Yes."], detok, ends={8, 10, 0})
+    z = np.zeros(13, np.float32)
+    z[8], z[12] = 2.0, 1.0
+    assert g.choose([1, 2, 3, 4, 5, 6, 7], z) == 12  # "... MrJohn Dashwood" may not end: it goes on
+    assert g.choose([1, 2, 3, 4, 5, 9, 7], z) == 12  # "... Mr john Dashwood"
+    assert g.choose([1, 2, 3, 4, 5, 9], z) == 8  # not the whole earlier reply yet
+    assert g.choose([11], z) == 8  # one word: left alone

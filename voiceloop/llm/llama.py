@@ -311,7 +311,11 @@ class LlamaBackend(LLMBackend):
             # A short reply said again to another line is a broken record the n-gram ban is too long to see
             # (seen on the real-speech session: "What is the number?" to seven different lines in a row).
             guard.ban_whole(ids(text.strip()), self._end_ids)
+        guard.ban_whole_text(replies, self._detokenize, self._end_ids)
         return guard
+
+    def _detokenize(self, tokens: list[int]) -> str:
+        return self.llm.detokenize(tokens).decode("utf-8", errors="ignore")
 
     def _replies(self, history: list[Message], tools: list[dict] | None, user_text: str = "") -> list[str]:
         """The earlier replies a new one must not copy.

@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -411,6 +411,11 @@ def batch_invariant_size(llm: llama_cpp.Llama, max_size: int = 9) -> int:
     return best
 
 
+def squash(text: str) -> str:
+    """Letters and digits, lower case: the text with spacing, case and punctuation gone."""
+    return "".join(ch for ch in text.lower() if ch.isalnum())
+
+
 class CopyGuard:
     """Keeps a reply from copying long runs of earlier text (no-repeat n-grams, as in beam search).
 
@@ -424,6 +429,8 @@ class CopyGuard:
     def __init__(self, sources: list[list[int]], user: list[int] | None = None, *, n: int = 8, n_user: int = 10) -> None:
         self._tables: list[tuple[int, dict[tuple[int, ...], set[int]]]] = []
         self._whole: dict[tuple[int, ...], frozenset[int]] = {}
+        self._whole_text: dict[str, frozenset[int]] = {}
+        self._detokenize: Callable[[list[int]], str] | None = None
         for seqs, size in ((sources, n), ([user] if user else [], n_user)):
             table: dict[tuple[int, ...], set[int]] = {}
             for seq in seqs:
@@ -447,12 +454,27 @@ class CopyGuard:
         if len(core) >= 2:
             self._whole[tuple(core)] = frozenset(ends)
 
+    def ban_whole_text(
+        self, texts: Sequence[str], detokenize: Callable[[list[int]], str], ends: Collection[int]
+    ) -> None:
+        """``ban_whole`` in words: once the reply *reads* as one of ``texts`` without its final mark, it may not
+        end. Tokens alone miss a copy spelled another way: on the real-speech session the 1.5B said "What's the
+        story about, Mr John Dashwood?" to eleven lines as "Mr john", "MrJohn", "Mr.john" ... each a new token
+        run. Compared on letters and digits only, lower case; replies of fewer than two words are left alone."""
+        for text in texts:
+            if len(text.split()) >= 2 and (key := squash(text)):
+                self._whole_text[key] = frozenset(ends)
+        if self._whole_text:
+            self._detokenize = detokenize
+
     def ban_token(self, token: int) -> None:
         """Never write this token anywhere in the reply (e.g. a tool call's tag after the decision said no)."""
         self._tables.append((1, {(): {token}}))
 
     def banned(self, reply: list[int]) -> set[int]:
         out: set[int] = set(self._whole.get(tuple(reply), ())) if self._whole else set()
+        if self._detokenize is not None and reply:
+            out |= self._whole_text.get(squash(self._detokenize(reply)), frozenset())
         for size, table in self._tables:
             if len(reply) >= size - 1:
                 out |= table.get(tuple(reply[len(reply) - size + 1 :]), set())
@@ -460,7 +482,7 @@ class CopyGuard:
 
     def choose(self, reply: list[int], logits: np.ndarray) -> int:
         best = int(logits.argmax())
-        if not self._tables and not self._whole:
+        if not self._tables and not self._whole and not self._whole_text:
             return best
         banned = self.banned(reply)
         if best not in banned:
