@@ -454,9 +454,7 @@ class CopyGuard:
         if len(core) >= 2:
             self._whole[tuple(core)] = frozenset(ends)
 
-    def ban_whole_text(
-        self, texts: Sequence[str], detokenize: Callable[[list[int]], str], ends: Collection[int]
-    ) -> None:
+    def ban_whole_text(self, texts: Sequence[str], detokenize: Callable[[list[int]], str], ends: Collection[int]) -> None:
         """``ban_whole`` in words: once the reply *reads* as one of ``texts`` without its final mark, it may not
         end. Tokens alone miss a copy spelled another way: on the real-speech session the 1.5B said "What's the
         story about, Mr John Dashwood?" to eleven lines as "Mr john", "MrJohn", "Mr.john" ... each a new token
