@@ -210,13 +210,25 @@ def cmd_embed(args: argparse.Namespace) -> None:
 
     out = Path(args.out)
     smart, vad = SmartTurn(), SileroVAD(silero_v6_path())
+
+    # The pipeline hears silence after the last word (a clip may end right at it): every clip is heard with a
+    # second of silence after it, so a finished turn is decided at its first silent VAD window, as live, and not
+    # at the file's last sample. (Without this the probe learned "ends in silence" = going on: session 21.)
+    def load(name: str) -> np.ndarray:
+        return np.concatenate([read_audio(out / name)[0], np.zeros(te.RATE, np.float32)])
+
     if args.turnset:
-        # The turn set's own decision points, as `turn_eval.py features` found them.
+        # The turn set's own decision points, as `turn_eval.py features` found them; a finished turn's moved to
+        # its first silent window after the last word.
         points = json.loads((out / "features.json").read_text())
+        for p in points:
+            if p["kind"] == "complete":
+                ends = [q for q in te._pauses(load(p["file"]), vad) if not q[2]]
+                p["decision_at_s"] = ends[-1][0] / te.RATE
     else:
         points = []
         for r in json.loads((out / "clips.json").read_text()):
-            audio, _ = read_audio(out / r["file"])
+            audio = load(r["file"])
             pauses = te._pauses(audio, vad)
             if r["kind"] == "paused":
                 if not pauses or not pauses[0][2] or abs(pauses[0][1] - PAUSE_S) > 0.2:
@@ -229,7 +241,7 @@ def cmd_embed(args: argparse.Namespace) -> None:
     cache: dict[str, np.ndarray] = {}
     for p in points:
         if p["file"] not in cache:
-            cache = {p["file"]: read_audio(out / p["file"])[0]}
+            cache = {p["file"]: load(p["file"])}
         heard = cache[p["file"]][: int((p["decision_at_s"] + te.DECISION_SILENCE_S) * te.RATE)]
         p["prob"], emb = smart.probability_and_embedding(heard)
         p["embedding"] = [round(float(v), 5) for v in emb]
@@ -278,14 +290,16 @@ def cmd_fit(args: argparse.Namespace) -> None:
             print(f"  {name:<24} {_auc(s[pos], s[neg]):.3f} | {_auc(st[pos], st[neg]):.3f}  (n {pos.sum()}/{neg.sum()})")
         # The turn set's features (with and without the tools' schemas in the prompt) with the probe as the audio
         # signal, for `turn_eval.py fit --features features_prosody.json | features_tools_prosody.json`.
-        by_point = {(h["file"], h["decision_at_s"]): (h["prob"], float(p)) for h, p in zip(held, s, strict=True)}
         for name in ("features", "features_tools"):
             path = Path(args.turnset) / f"{name}.json"
             if not path.exists():
                 continue
             feats = json.loads(path.read_text())
-            for f in feats:
-                f["smart_turn_p"], f["audio_p"] = by_point[(f["file"], f["decision_at_s"])]
+            # Point by point in the same order (`embed --turnset` walks features.json; the tools' run finds the
+            # same points); a finished turn's point may have moved to its first silent window.
+            for f, h, p in zip(feats, held, s, strict=True):
+                assert f["file"] == h["file"] and f["kind"] == h["kind"]
+                f["smart_turn_p"], f["audio_p"] = h["prob"], float(p)
             (Path(args.turnset) / f"{name}_prosody.json").write_text(json.dumps(feats, indent=1))
     if args.write:
         probe.save()

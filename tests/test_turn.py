@@ -226,7 +226,7 @@ def test_prosody_probe_hears_a_sentence_go_on(data_dir):
     from voiceloop.audio.files import read_audio_16k
     from voiceloop.turn.smart_turn import SmartTurn
 
-    st = SmartTurn()
+    st = SmartTurn(probe="shipped")
     assert st.probe is not None, "the shipped probe (voiceloop/turn/prosody_probe.json) is missing"
     speech = read_audio_16k(data_dir / "voice2json_would_you_please_turn_on_living_room_lamp.wav")
     tail = np.zeros(512, np.float32)  # the pipeline's one silent VAD window

@@ -4,8 +4,9 @@
 out, from intonation and rhythm rather than words. Needs the ``turn`` extra (onnxruntime, onnx and
 pipecat-ai, which carries the 8.7 MB int8 ONNX file and its numpy feature extractor).
 
-By default the probability is voiceloop's prosody probe on smart-turn's encoder output at the end of the
-audio (``voiceloop/turn/prosody.py``), read from the same run; ``probe=None`` gives smart-turn's own head.
+``probe="shipped"`` replaces smart-turn's own head with voiceloop's prosody probe on its encoder output at the
+end of the audio (``voiceloop/turn/prosody.py``), read from the same run. Not the default yet: the shipped
+calibration is fitted on smart-turn's head, and the probe has not been validated live (see the README).
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class SmartTurn:
         model_path: str | Path | None = None,
         *,
         threads: int = 1,
-        probe: ProsodyProbe | Literal["shipped"] | None = "shipped",
+        probe: ProsodyProbe | Literal["shipped"] | None = None,
     ) -> None:
         try:
             import onnxruntime as ort
