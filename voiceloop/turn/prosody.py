@@ -1,7 +1,7 @@
 """A linear probe on smart-turn's encoder: does the voice sound finished?
 
 smart-turn's own head was trained on human speech; on synthetic and read voices it hears a cut inside a
-sentence about as "complete" as a sentence's end (AUC 0.63 after a complete clause on the turn set). Its
+sentence about as "complete" as a sentence's end (AUC 0.61 after a complete clause on the turn set). Its
 encoder's last frames still carry the intonation, and reading them costs nothing: they come out of the same
 ONNX run (``SmartTurn.probability_and_embedding``). The probe's weights are fitted by
 ``examples/turn_prosody.py`` on LLM-written sentences spoken by voices that the turn set does not contain,

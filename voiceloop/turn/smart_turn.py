@@ -45,13 +45,13 @@ def bundled_model_path() -> Path:
 ENCODER_OUTPUT = "layer_norm_8"
 """The graph's last encoder layer: 400 frames of 384 numbers, 20 ms each, before the attention pooling."""
 TAIL_FRAMES = 4
-"""The embedding is the mean of the last 4 frames (80 ms: the last sound and the pipeline's silent window). On the
-turn set's tune split it separated paused from finished turns best of those tried (AUC 0.94; the attention-pooled
-vector 0.85, the last 12 frames 0.92), measured with ``examples/turn_prosody.py``."""
+"""The embedding is the mean of the last 4 frames (80 ms: the last sound and the pipeline's silent window). Chosen on
+the turn set's tune split against the attention-pooled vector and the last 12 frames (``examples/turn_prosody.py``),
+in session 21's first fit, which read finished clips at the file's end; not re-chosen since that was corrected."""
 
 
 def _with_embedding(path: Path) -> bytes:
-    """The model with its pooled embedding as a second output (the graph is edited in memory, the file is not)."""
+    """The model with its last encoder layer as a second output (the graph is edited in memory, the file is not)."""
     try:
         import onnx
     except ImportError as exc:
