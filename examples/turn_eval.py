@@ -64,11 +64,14 @@ def _write(path: Path, audio: np.ndarray) -> None:
 
 
 def _espeak(text: str, voice: str) -> np.ndarray:
+    """espeak-ng's voice+variant, with an optional speed in words a minute after "@" ("en-us+f5@140"; 165)."""
     from voiceloop.audio.files import read_audio
 
+    name, _, speed = voice.partition("@")
     with tempfile.NamedTemporaryFile(suffix=".wav") as f:
         # SSML: the pause sits inside the sentence, so the voice keeps a continuing intonation.
-        subprocess.run(["espeak-ng", "-m", "-v", voice, "-s", "165", "-w", f.name, f"<speak>{text}</speak>"], check=True)
+        cmd = ["espeak-ng", "-m", "-v", name, "-s", speed or "165", "-w", f.name, f"<speak>{text}</speak>"]
+        subprocess.run(cmd, check=True)
         pcm, rate = read_audio(f.name)
     return _to16k(pcm, rate)
 

@@ -23,9 +23,7 @@ import argparse
 import json
 import random
 import re
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -141,18 +139,6 @@ def cmd_gen(args: argparse.Namespace) -> None:
     path.write_text(json.dumps(out, indent=1))
 
 
-def _espeak(text: str, voice: str) -> np.ndarray:
-    """turn_eval's espeak-ng call, with an optional speed: "en-us+f5@140"."""
-    from voiceloop.audio.files import read_audio
-
-    name, _, speed = voice.partition("@")
-    with tempfile.NamedTemporaryFile(suffix=".wav") as f:
-        cmd = ["espeak-ng", "-m", "-v", name, "-s", speed or "165", "-w", f.name, f"<speak>{text}</speak>"]
-        subprocess.run(cmd, check=True)
-        pcm, rate = read_audio(f.name)
-    return te._to16k(pcm, rate)
-
-
 def _speak(text: str, voice: str, tts) -> np.ndarray:
     if voice.startswith("piper-joe@"):
         from piper import SynthesisConfig
@@ -160,7 +146,7 @@ def _speak(text: str, voice: str, tts) -> np.ndarray:
         cfg = SynthesisConfig(length_scale=float(voice.split("@")[1]))
         chunks = [c.audio_float_array for c in tts.voice.synthesize(text, syn_config=cfg)]
         return te._to16k(np.concatenate(chunks), tts.sample_rate)
-    return _espeak(text, voice)
+    return te._espeak(text, voice)
 
 
 def cmd_synth(args: argparse.Namespace) -> None:
@@ -194,7 +180,7 @@ def cmd_synth(args: argparse.Namespace) -> None:
             clip = te._splice(audio, at, PAUSE_S)
         else:
             before, after = " ".join(words[:k]), " ".join(words[k:])
-            clip = _espeak(f'{before} <break time="{int(PAUSE_S * 1000)}ms"/> {after}', voice)
+            clip = te._espeak(f'{before} <break time="{int(PAUSE_S * 1000)}ms"/> {after}', voice)
         te._write(out / f"{name}-cut.wav", clip)
         rows.append({**base, "file": f"{name}-cut.wav", "kind": "paused", "cut_after": k})
         if j % 100 == 0:
