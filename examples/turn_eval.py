@@ -11,9 +11,11 @@
     voiceloop profile OUT_DIR/*.wav --separate --json live.json
     python examples/turn_eval.py live OUT_DIR live.json
 
-A paused item is one turn with a silence of ``pause_s`` where ``|`` stands; a complete item ends where
-the text ends. At the first pause, "cut-in" means the policy's required silence is shorter than the
-pause (the agent would have spoken); on a complete item, "wait" is the silence the policy requires.
+A paused item is one turn with a silence of ``pause_s`` where ``|`` stands, spoken two ways: with the voice going
+on (Piper's sentence spliced at the word gap, espeak-ng's SSML break) and as a TTS-built test set makes it, the
+words before the pause synthesised on their own (class ``fragment``: a final voice, only the words say it goes on).
+A complete item ends where the text ends. At the first pause, "cut-in" means the policy's required silence is
+shorter than the pause (the agent would have spoken); on a complete item, "wait" is the silence the policy requires.
 Items are split by text: 'tune' texts fit the decision, 'check' texts are only scored.
 """
 
@@ -95,6 +97,12 @@ def _splice(audio: np.ndarray, at_s: float, pause_s: float) -> np.ndarray:
     return np.concatenate([audio[:cut], np.zeros(int(pause_s * RATE), np.float32), audio[cut:]])
 
 
+def _say(text: str, voice: str, tts) -> np.ndarray:
+    if voice == "piper-joe":
+        return _to16k(np.concatenate(list(tts.synthesize(text))), tts.sample_rate)
+    return _espeak(text, voice)
+
+
 def cmd_synth(args: argparse.Namespace) -> None:
     from voiceloop.asr.whisper import WhisperASR
     from voiceloop.audio.files import read_audio
@@ -129,6 +137,14 @@ def cmd_synth(args: argparse.Namespace) -> None:
                 row["pause_s"] = t["pause_s"]
             _write(out / name, audio)
             rows.append(row)
+            if t["kind"] == "paused":
+                # The same pause as a TTS-built test set makes it: the words before it spoken on their own (so
+                # with a falling, final voice), silence, then the rest. The voice says "done"; the words do not.
+                first, rest = _say(before.strip(), voice, tts), _say(after.strip(), voice, tts)
+                frag = np.concatenate([first, np.zeros(int(t["pause_s"] * RATE), np.float32), rest])
+                fname = f"{t['id']}-{voice.replace('+', '-')}-frag.wav"
+                _write(out / fname, frag)
+                rows.append({**row, "file": fname, "class": "fragment", "pause_at_s": len(first) / RATE})
     # Real recordings: as they are (complete), and with a pause spliced at a word gap mid-sentence.
     rng = random.Random(14)
     manifest = [line.split("\t") for line in (REAL / "manifest.tsv").read_text().splitlines()[1:]]
@@ -190,7 +206,7 @@ def cmd_features(args: argparse.Namespace) -> None:
     from voiceloop.turn.smart_turn import SmartTurn
 
     out = Path(args.out)
-    rows = json.loads((out / "clips.json").read_text())
+    rows = json.loads((out / args.clips).read_text())
     # The pipeline's recogniser (tiny.en, and Whisper base for an unsure final pass): the text it decides on.
     asr, vad = load_asr(), SileroVAD(silero_v6_path())
     llm = LlamaBackend(LlamaOptions(model=resolve_model(args.llm)))
@@ -203,13 +219,19 @@ def cmd_features(args: argparse.Namespace) -> None:
         schemas = [t.schema() for t in [*builtin_tools(), *Timers().tools()]]
     samples = []
     for r in rows:
-        audio, _ = read_audio(out / r["file"])
+        # Heard with a second of silence after it, as the pipeline hears a clip (Piper's files end at the last
+        # speech sample): a finished turn is then read at its first silent window, not at the file's end, which
+        # gave the audio models a point the pipeline never produces (session 21).
+        audio = np.concatenate([read_audio(out / r["file"])[0], np.zeros(RATE, np.float32)])
         pauses = _pauses(audio, vad)
         points = []
         if r["kind"] == "paused":
             # The VAD's first pause must be the spliced one (as long, speech after it) for the item to count.
             first = pauses[0] if pauses else None
             found = first is not None and first[2] and abs(first[1] - r["pause_s"]) < 0.2
+            if r["class"] == "fragment" and first is not None and first[2]:
+                # The TTS's own silence at the parts' edges adds to the pause: its length is the one heard.
+                found, r = True, {**r, "pause_s": round(first[1], 3)}
             points.append(({**r, "pause_found": found}, first[0] if first else len(audio)))
         else:
             ends = [p for p in pauses if not p[2]]
@@ -481,6 +503,7 @@ def main() -> None:
     p.add_argument("--llm")
     p.add_argument("--tools", action="store_true", help="with the built-in tools in the prompt (the assistant's)")
     p.add_argument("--name", default="features.json", help="output file in OUT_DIR")
+    p.add_argument("--clips", default="clips.json", help="the clips to read, in OUT_DIR")
     p.set_defaults(fn=cmd_features)
     p = sub.add_parser("fit")
     p.add_argument("out")

@@ -106,6 +106,8 @@ MORE_VOICES = (
 leave-one-voice-out AUC 0.945, but the turn set's tune split 0.911 against 0.942 with TRAIN_VOICES (real
 recordings 0.876 against 0.909), so the shipped probe is fitted on TRAIN_VOICES."""
 PAUSE_S = 0.6
+FRAGMENT_GAP_S = 0.5
+"""Silence between a fragment and the rest (the TTS's own edges add to it)."""
 
 
 def cmd_gen(args: argparse.Namespace) -> None:
@@ -183,6 +185,14 @@ def cmd_synth(args: argparse.Namespace) -> None:
             clip = te._espeak(f'{before} <break time="{int(PAUSE_S * 1000)}ms"/> {after}', voice)
         te._write(out / f"{name}-cut.wav", clip)
         rows.append({**base, "file": f"{name}-cut.wav", "kind": "paused", "cut_after": k})
+        if args.fragments:
+            # Going on, as a TTS says a fragment: the words before the cut spoken on their own (a falling, final
+            # voice on "What time does the"), a pause, then the rest. The voice sounds done; only the words'
+            # sound says otherwise, and the probe must not learn that a falling voice always ends a turn.
+            first, rest = _speak(" ".join(words[:k]), voice, tts), _speak(" ".join(words[k:]), voice, tts)
+            clip = np.concatenate([first, np.zeros(int(FRAGMENT_GAP_S * te.RATE), np.float32), rest])
+            te._write(out / f"{name}-frag.wav", clip)
+            rows.append({**base, "file": f"{name}-frag.wav", "kind": "paused", "style": "fragment", "cut_after": k})
         if j % 100 == 0:
             print(n, voice, s["text"], flush=True)
     (out / "clips.json").write_text(json.dumps(rows, indent=1))
@@ -217,7 +227,7 @@ def cmd_embed(args: argparse.Namespace) -> None:
             audio = load(r["file"])
             pauses = te._pauses(audio, vad)
             if r["kind"] == "paused":
-                if not pauses or not pauses[0][2] or abs(pauses[0][1] - PAUSE_S) > 0.2:
+                if not pauses or not pauses[0][2] or (abs(pauses[0][1] - PAUSE_S) > 0.2 and "style" not in r):
                     continue
                 end = pauses[0][0]
             else:
@@ -305,6 +315,7 @@ def main() -> None:
     p.add_argument("out")
     p.add_argument("--seed", type=int, default=21)
     p.add_argument("--more-voices", action="store_true", help="13 voices, two per sentence (not shipped)")
+    p.add_argument("--fragments", action="store_true", help="also the words before each cut spoken on their own")
     p = sub.add_parser("embed")
     p.add_argument("out")
     p.add_argument("--turnset", action="store_true", help="OUT is a turn_eval.py directory with features.json")

@@ -199,6 +199,25 @@ def test_smart_turn_scores_real_audio(data_dir):
     assert p_full > 0.5  # a finished request read by a human speaker
 
 
+@pytest.mark.models
+def test_smart_turn_float_graph_is_steady_under_inaudible_noise(data_dir):
+    """The shipped graph quantizes its activations to int8 with fixed scales, and its reading jumps with noise far
+    below any microphone's floor (0.91 -> 0.66 on one clip at 1e-6). voiceloop runs it with float activations (the
+    same int8 weights, dequantized once): the same audio with that noise must read the same."""
+    from voiceloop.audio.files import read_audio_16k
+    from voiceloop.turn.smart_turn import SmartTurn
+
+    speech = read_audio_16k(data_dir / "voice2json_would_you_please_turn_on_living_room_lamp.wav")
+    heard = np.concatenate([speech, np.zeros(512, np.float32)])
+    rng = np.random.default_rng(22)
+    st = SmartTurn(probe=None)
+    clean = st.probability(heard)
+    noisy = [st.probability(heard + rng.normal(0, 1e-6, heard.shape).astype(np.float32)) for _ in range(3)]
+    assert max(abs(p - clean) for p in noisy) < 0.01, (clean, noisy)
+    # The int8 graph is still there for comparison, and reads the same kind of number.
+    assert 0.0 <= SmartTurn(probe=None, precision="int8").probability(heard) <= 1.0
+
+
 def test_prosody_probe_fits_saves_and_loads(tmp_path):
     """The probe is a logistic regression on standardised embeddings: it learns a direction, survives a round
     trip through its JSON file, and a missing file means no probe."""
@@ -243,17 +262,22 @@ def test_prosody_probe_hears_a_sentence_go_on(data_dir):
 
 @pytest.mark.models
 async def test_real_agent_does_not_talk_into_a_mid_sentence_pause(engines, paced_frames):
-    """Piper says "What time does the" and, after a 700 ms pause, "pharmacy close tonight?": one turn."""
-    tts = engines.tts
+    """Piper says "What time does the pharmacy close tonight?" and 700 ms of silence are spliced in after "the" (the
+    voice still going on, as a person's does): one turn.
+
+    Not "What time does the" synthesised on its own: a TTS says a fragment with a final, falling voice, and then
+    only the words can tell, and Whisper tiny hears "What time does this?" (the turn set's `fragment` class, cut
+    in about 60 % of the time with any of the audio signals tried: see the README)."""
+    from voiceloop.asr.whisper import WhisperASR
     from voiceloop.audio.resample import resample
 
-    def say(text: str) -> np.ndarray:
-        pcm = np.concatenate(list(tts.synthesize(text))).astype(np.float32) / 32768.0
-        return resample(pcm, tts.sample_rate, 16000)
-
-    audio = np.concatenate(
-        [say("What time does the"), np.zeros(11200, np.float32), say("pharmacy close tonight?"), np.zeros(48000, np.float32)]
-    )
+    te = _turn_eval()
+    tts = engines.tts
+    pcm = np.concatenate(list(tts.synthesize("What time does the pharmacy close tonight?"))).astype(np.float32)
+    sentence = resample(pcm / 32768.0, tts.sample_rate, 16000)
+    at = te._word_gap(sentence, 4, WhisperASR())
+    assert at is not None
+    audio = np.concatenate([te._splice(sentence, at, 0.7), np.zeros(48000, np.float32)])
     clock = MonotonicClock()
     agent = VoiceAgent(engines=engines, clock=clock)
     events = [ev async for ev in agent.process(paced_frames(audio, clock))]
@@ -261,9 +285,10 @@ async def test_real_agent_does_not_talk_into_a_mid_sentence_pause(engines, paced
     kept = [r for r in recs if not r.extra.get("merged_into_next")]
     assert len(kept) == 1, [(r.transcript, r.extra) for r in recs]
     rec = kept[0]
-    assert "pharmacy" in rec.transcript.lower()
+    # Both halves are in the one turn (Whisper tiny may garble the word at the splice: "farmer missy").
+    assert rec.transcript.lower().startswith("what time") and "close tonight" in rec.transcript.lower()
     assert not rec.extra.get("continued_after_cut_in"), "the agent spoke into the pause"
-    assert rec.extra["release"]["signals"]["text_eom"] is not None
+    assert rec.extra["release"]["signals"]["audio"] is not None  # the audio model was heard
     assert rec.reply
 
 

@@ -5,7 +5,9 @@ sentence about as "complete" as a sentence's end (AUC 0.61 after a complete clau
 encoder's last frames still carry the intonation, and reading them costs nothing: they come out of the same
 ONNX run (``SmartTurn.probability_and_embedding``). The probe's weights are fitted by
 ``examples/turn_prosody.py`` on LLM-written sentences spoken by voices that the turn set does not contain,
-and stored beside the calibration.
+and stored beside the calibration. They are fitted on the float-activation graph (``SmartTurn``'s default
+``precision``): the int8 graph's frames move with inaudible noise, and a probe fitted on them did worse live than
+offline (session 21).
 """
 
 from __future__ import annotations
