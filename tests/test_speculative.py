@@ -298,11 +298,11 @@ def test_copy_guard_bans_runs_and_a_forbidden_opening():
     assert empty.choose([8], z) == 5
     empty.ban_token(3)  # e.g. a tool call's tag after a "no": anywhere in the reply
     assert empty.choose([], z) == 5 and empty.choose([1, 2], z) == 5
-    # A whole earlier reply (4 5 6 + the mark 9) may not end the reply again; it may go on, and a one-word
-    # reply (7 + 9) is left alone.
+    # A whole earlier reply ("four five six." = 4 5 6 9) may not end the reply again; it may go on, and a one-word
+    # reply ("seven." = 7 9) is left alone.
+    words = {2: " two", 4: " four", 5: " five", 6: " six", 7: " seven", 9: "."}
     whole = CopyGuard([])
-    whole.ban_whole([4, 5, 6, 9], ends={9, 0})
-    whole.ban_whole([7, 9], ends={9, 0})
+    whole.ban_whole(["Four five six.", "Seven."], lambda ids: "".join(words[i] for i in ids), ends={9, 0})
     e = np.zeros(10, np.float32)
     e[9], e[2] = 2.0, 1.0
     assert whole.choose([4, 5, 6], e) == 2 and whole.choose([4, 5], e) == 9 and whole.choose([7], e) == 9
@@ -336,7 +336,7 @@ def test_copy_guard_sees_a_copy_spelled_with_other_tokens():
 
     assert squash("What's the story about, MrJohn Dashwood?") == squash("what's the story about, Mr. john dashwood")
     g = CopyGuard([])
-    g.ban_whole_text(["What's the story about, Mr John Dashwood?", "Yes."], detok, ends={8, 10, 0})
+    g.ban_whole(["What's the story about, Mr John Dashwood?", "Yes."], detok, ends={8, 10, 0})
     z = np.zeros(13, np.float32)
     z[8], z[12] = 2.0, 1.0
     assert g.choose([1, 2, 3, 4, 5, 6, 7], z) == 12  # "... MrJohn Dashwood" may not end: it goes on

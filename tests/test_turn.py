@@ -288,7 +288,12 @@ async def test_real_agent_does_not_talk_into_a_mid_sentence_pause(engines, paced
     # Both halves are in the one turn (Whisper tiny may garble the word at the splice: "farmer missy").
     assert rec.transcript.lower().startswith("what time") and "close tonight" in rec.transcript.lower()
     assert not rec.extra.get("continued_after_cut_in"), "the agent spoke into the pause"
-    assert rec.extra["release"]["signals"]["audio"] is not None  # the audio model was heard
+    release = rec.extra["release"]
+    assert release["signals"]["audio"] is not None  # the audio model was heard
+    # The decision was the calibrated one, and says whether the LLM's text signal was in it: on a slow CPU the turn
+    # may be decided before the signal arrives (text_late), never silently without it.
+    assert release["p_end"] is not None and release["reason"] in ("confident", "unsure", "unfinished")
+    assert release["text_late"] or release["signals"]["text_eom"] is not None, release
     assert rec.reply
 
 

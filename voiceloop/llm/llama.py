@@ -307,11 +307,9 @@ class LlamaBackend(LLMBackend):
             return got
 
         guard = CopyGuard([ids(text) for text in replies], ids(" " + user_text.strip()))
-        for text in replies:
-            # A short reply said again to another line is a broken record the n-gram ban is too long to see
-            # (seen on the real-speech session: "What is the number?" to seven different lines in a row).
-            guard.ban_whole(ids(text.strip()), self._end_ids)
-        guard.ban_whole_text(replies, self._detokenize, self._end_ids)
+        # A short reply said again to another line is a broken record the n-gram ban is too long to see
+        # (seen on the real-speech session: "What is the number?" to seven different lines in a row).
+        guard.ban_whole(replies, self._detokenize, self._end_ids)
         return guard
 
     def _detokenize(self, tokens: list[int]) -> str:

@@ -428,7 +428,6 @@ class CopyGuard:
 
     def __init__(self, sources: list[list[int]], user: list[int] | None = None, *, n: int = 8, n_user: int = 10) -> None:
         self._tables: list[tuple[int, dict[tuple[int, ...], set[int]]]] = []
-        self._whole: dict[tuple[int, ...], frozenset[int]] = {}
         self._whole_text: dict[str, frozenset[int]] = {}
         self._detokenize: Callable[[list[int]], str] | None = None
         for seqs, size in ((sources, n), ([user] if user else [], n_user)):
@@ -444,21 +443,13 @@ class CopyGuard:
         if len(run) >= 2:
             self._tables.append((len(run), {tuple(run[:-1]): {run[-1]}}))
 
-    def ban_whole(self, text: list[int], ends: Collection[int]) -> None:
-        """Never end the reply as a word-for-word copy of ``text`` (an earlier reply): once the reply is ``text``
-        without its final mark, none of ``ends`` (marks, newlines, the end of the message) may follow, so it must
-        go on ("What is the number" -> "... of the card?"). One-token replies are left alone ("Yes.")."""
-        core = list(text)
-        while core and core[-1] in ends:
-            core.pop()
-        if len(core) >= 2:
-            self._whole[tuple(core)] = frozenset(ends)
-
-    def ban_whole_text(self, texts: Sequence[str], detokenize: Callable[[list[int]], str], ends: Collection[int]) -> None:
-        """``ban_whole`` in words: once the reply *reads* as one of ``texts`` without its final mark, it may not
-        end. Tokens alone miss a copy spelled another way: on the real-speech session the 1.5B said "What's the
-        story about, Mr John Dashwood?" to eleven lines as "Mr john", "MrJohn", "Mr.john" ... each a new token
-        run. Compared on letters and digits only, lower case; replies of fewer than two words are left alone."""
+    def ban_whole(self, texts: Sequence[str], detokenize: Callable[[list[int]], str], ends: Collection[int]) -> None:
+        """Never end the reply as a copy of one of ``texts`` (earlier replies): once the reply *reads* as one of them
+        without its final mark, none of ``ends`` (marks, newlines, the end of the message) may follow, so it must go
+        on ("What is the number" -> "... of the card?"). Compared in words, not tokens: on the real-speech session
+        the 1.5B said "What's the story about, Mr John Dashwood?" to eleven lines as "Mr john", "MrJohn",
+        "Mr.john" ... each a new token run. Letters and digits only, lower case; one-word replies ("Yes.") are left
+        alone."""
         for text in texts:
             if len(text.split()) >= 2 and (key := squash(text)):
                 self._whole_text[key] = frozenset(ends)
@@ -470,7 +461,7 @@ class CopyGuard:
         self._tables.append((1, {(): {token}}))
 
     def banned(self, reply: list[int]) -> set[int]:
-        out: set[int] = set(self._whole.get(tuple(reply), ())) if self._whole else set()
+        out: set[int] = set()
         if self._detokenize is not None and reply:
             out |= self._whole_text.get(squash(self._detokenize(reply)), frozenset())
         for size, table in self._tables:
@@ -480,7 +471,7 @@ class CopyGuard:
 
     def choose(self, reply: list[int], logits: np.ndarray) -> int:
         best = int(logits.argmax())
-        if not self._tables and not self._whole and not self._whole_text:
+        if not self._tables and not self._whole_text:
             return best
         banned = self.banned(reply)
         if best not in banned:

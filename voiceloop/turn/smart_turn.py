@@ -6,7 +6,7 @@ pipecat-ai, which carries the 8.7 MB int8 ONNX file and its numpy feature extrac
 
 By default smart-turn's own head is replaced by voiceloop's prosody probe on its encoder output at the end of the
 audio (``voiceloop/turn/prosody.py``, read from the same run; ``probe=None`` gives the head back), and the graph runs
-with float activations (``precision="float"``; see ``_with_embedding``). The shipped calibration's audio signal is
+with float activations (``precision="float"``; see ``_graph``). The shipped calibration's audio signal is
 this probe's P (session 22).
 """
 
@@ -54,7 +54,7 @@ float graph, at the pipeline's decision points (session 22)."""
 Precision = Literal["float", "int8"]
 
 
-def _with_embedding(path: Path, precision: Precision = "float") -> bytes:
+def _graph(path: Path, precision: Precision = "float") -> bytes:
     """The model with its last encoder layer as a second output (the graph is edited in memory, the file is not).
 
     ``precision="float"`` also undoes the activations' static int8 quantization (``_float_activations``). The int8
@@ -154,9 +154,10 @@ class SmartTurn:
         so.inter_op_num_threads = 1
         so.intra_op_num_threads = threads
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        model = _with_embedding(path, precision)
+        model = _graph(path, precision)
         self._session = ort.InferenceSession(model, sess_options=so, providers=["CPUExecutionProvider"])
         self.model_path = path
+        self._head = self._session.get_outputs()[0].name
         self.probe = ProsodyProbe.load() if probe == "shipped" else probe
         if probe == "shipped" and self.probe is None:
             # The calibration's audio weights are fitted on the probe's P; the head's reads differently.
@@ -165,20 +166,24 @@ class SmartTurn:
 
     def probability(self, audio16k: np.ndarray) -> float:
         """P(the speaker is done): the prosody probe's when there is one, else smart-turn's own head's."""
-        p, embedding = self.probability_and_embedding(audio16k)
-        if self.probe is not None:
-            return float(self.probe.probability(embedding)[0])
-        return p
+        if self.probe is None:  # the head's output only: the encoder's 400x384 frames are not copied out
+            return float(np.asarray(self._run(audio16k, [self._head])[0]).reshape(-1)[0])
+        _, embedding = self.probability_and_embedding(audio16k)
+        return float(self.probe.probability(embedding)[0])
 
-    def probability_and_embedding(self, audio16k: np.ndarray) -> tuple[float, np.ndarray]:
-        """smart-turn's own P(end of turn) and the embedding the prosody probe reads (384 numbers), one run."""
+    def _run(self, audio16k: np.ndarray, outputs: list[str]) -> list[Any]:
         t0 = time.perf_counter_ns()
         n = WINDOW_S * RATE
         x = np.asarray(audio16k, dtype=np.float32)[-n:]
         if len(x) < n:
             x = np.pad(x, (n - len(x), 0))
         mel = self._features(x, do_normalize=True)
-        out = self._session.run(None, {"input_features": mel[None].astype(np.float32)})
+        out = self._session.run(outputs, {"input_features": mel[None].astype(np.float32)})
         self.last_ms = (time.perf_counter_ns() - t0) / 1e6
+        return out
+
+    def probability_and_embedding(self, audio16k: np.ndarray) -> tuple[float, np.ndarray]:
+        """smart-turn's own P(end of turn) and the embedding the prosody probe reads (384 numbers), one run."""
+        out = self._run(audio16k, [self._head, ENCODER_OUTPUT])
         frames = np.asarray(out[1], np.float32).reshape(-1, out[1].shape[-1])
         return float(np.asarray(out[0]).reshape(-1)[0]), frames[-TAIL_FRAMES:].mean(axis=0)
