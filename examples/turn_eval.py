@@ -40,12 +40,25 @@ DECISION_SILENCE_S = 0.032
 """Audio the decision sees after the last word: the pipeline decides at the first silent VAD window (one 32 ms
 window) and gives the ASR and smart-turn the utterance through it. (Fitted on 200 ms before session 10: smart-turn
 separates much worse there, AUC 0.67 against 0.76, and the pipeline never showed it that much.)"""
+LATE_BUDGET = 0.05
+"""Share of tune's paused turns the decision without the LLM's signals may end early (half the issue's 1 in 8 is
+the whole bar; this path is one of two ways to end early)."""
 VAD_ON, VAD_OFF = 0.5, 0.35
 """The pipeline's VAD hysteresis (``VADOptions``): speech starts at 0.5, a pause at the first window below 0.35."""
 
 
 def load_turns() -> list[dict]:
     return json.loads(TURNS.read_text())["turns"]
+
+
+def class_label(row: dict) -> str:
+    """A clip's class for the tables; a fragment also names the pause it was cut at: after a complete clause
+    ("Tell me a joke." | "about computers") its words are a whole sentence, in a final voice, so nothing heard
+    before the pause can tell it from a finished turn; mid-clause ("Find me a hotel near" | ...) the words can."""
+    if row["class"] != "fragment":
+        return row["class"]
+    of = {t["id"]: t["class"] for t in load_turns()}.get(row["id"], "?")
+    return f"fragment_{of}"
 
 
 # -- synth -------------------------------------------------------------------------------------------
@@ -97,6 +110,23 @@ def _splice(audio: np.ndarray, at_s: float, pause_s: float) -> np.ndarray:
     return np.concatenate([audio[:cut], np.zeros(int(pause_s * RATE), np.float32), audio[cut:]])
 
 
+def _trim(audio: np.ndarray, *, head: bool, tail: bool, margin_s: float = 0.02) -> np.ndarray:
+    """``audio`` without the TTS's silence at its start and/or end: 10 ms frames quieter than 40 dB under the
+    loudest one, keeping ``margin_s`` of it (a word's own release and onset)."""
+    hop = RATE // 100
+    n = len(audio) // hop
+    if n == 0:
+        return audio
+    rms = np.sqrt(np.mean(audio[: n * hop].reshape(n, hop) ** 2, axis=1))
+    loud = np.flatnonzero(rms > rms.max() * 0.01)
+    if len(loud) == 0:
+        return audio
+    keep = int(margin_s * RATE)
+    start = max(0, loud[0] * hop - keep) if head else 0
+    end = min(len(audio), (loud[-1] + 1) * hop + keep) if tail else len(audio)
+    return audio[start:end]
+
+
 def _say(text: str, voice: str, tts) -> np.ndarray:
     if voice == "piper-joe":
         return _to16k(np.concatenate(list(tts.synthesize(text))), tts.sample_rate)
@@ -140,7 +170,10 @@ def cmd_synth(args: argparse.Namespace) -> None:
             if t["kind"] == "paused":
                 # The same pause as a TTS-built test set makes it: the words before it spoken on their own (so
                 # with a falling, final voice), silence, then the rest. The voice says "done"; the words do not.
-                first, rest = _say(before.strip(), voice, tts), _say(after.strip(), voice, tts)
+                # Each part's own leading/trailing silence is cut, so the pause heard is the item's pause_s (with
+                # it, session 22's fragments paused 0.55-1.25 s, past the 1 s longest wait).
+                first = _trim(_say(before.strip(), voice, tts), head=False, tail=True)
+                rest = _trim(_say(after.strip(), voice, tts), head=True, tail=False)
                 frag = np.concatenate([first, np.zeros(int(t["pause_s"] * RATE), np.float32), rest])
                 fname = f"{t['id']}-{voice.replace('+', '-')}-frag.wav"
                 _write(out / fname, frag)
@@ -308,9 +341,10 @@ def cmd_fit(args: argparse.Namespace) -> None:
         waits = [s for _, s in done]
         by_class: dict[str, dict] = {}
         for r, s in paused:
-            c = by_class.setdefault("paused/" + r["class"], {"n": 0, "cut_ins": 0})
-            c["n"] += 1
-            c["cut_ins"] += s < r["pause_s"] * 1000
+            for label in {r["class"], class_label(r)}:
+                c = by_class.setdefault("paused/" + label, {"n": 0, "cut_ins": 0})
+                c["n"] += 1
+                c["cut_ins"] += s < r["pause_s"] * 1000
         for r, s in done:
             c = by_class.setdefault("complete/" + r["class"], {"n": 0, "waits": []})
             c["n"] += 1
@@ -382,6 +416,30 @@ def cmd_fit(args: argparse.Namespace) -> None:
             curve[f"{name}/{split}"] = pts
     report["curve"] = curve
     report["levels_ms"] = levels
+    # Deciding before the LLM's signals arrive (they are late: a slow CPU, the LLM busy): the audio model's P and the
+    # words alone. The text comes a few hundred ms later and waiting for it costs little, so this threshold is the
+    # lowest at which at most LATE_BUDGET of tune's paused turns would end early (at least the short-wait one).
+    from voiceloop.turn.cues import reads_incomplete
+
+    cal = Calibration(weights={"audio": results["audio"].tolist()})
+    late_rows = {}
+    for split in ("tune", "check"):
+        sel = [r for r in rows if r["split"] == split]
+        pa = [cal.probability(EndOfTurnEvidence(r["transcript"], audio=r["audio_p"]), "audio") for r in sel]
+        for t in grid:
+            sure = [p >= t and not reads_incomplete(r["transcript"]) for r, p in zip(sel, pa, strict=True)]
+            n_p = sum(1 for r in sel if r["kind"] == "paused")
+            ended = sum(1 for r, x in zip(sel, sure, strict=True) if x and r["kind"] == "paused")
+            done = sum(1 for r, x in zip(sel, sure, strict=True) if x and r["kind"] == "complete")
+            late_rows.setdefault(t, {})[split] = (ended, n_p, done, len(sel) - n_p)
+    n_tune = late_rows[grid[0]]["tune"][1]
+    late = next(t for t in grid if t >= chosen["audio"][0] and late_rows[t]["tune"][0] <= LATE_BUDGET * n_tune)
+    print(f"\nwithout the LLM's signals (audio + words), the threshold chosen on tune: {late:.2f}")
+    for t in [g for g in grid if abs(g - late) <= 0.2 + 1e-9]:
+        (a, b, c, d), (e, f, g_, h) = late_rows[t]["tune"], late_rows[t]["check"]
+        mark = " <-" if t == late else ""
+        print(f"  P >= {t:.2f}: paused ended early tune {a}/{b} check {e}/{f}; complete ended {c}/{d}, {g_}/{h}{mark}")
+    report["late"] = {"audio": late, "table": {str(t): v for t, v in late_rows.items()}}
     (out / "fit.json").write_text(json.dumps(report, indent=1))
     if args.plot:
         _plot(report, chosen, Path(args.plot))
@@ -392,7 +450,7 @@ def cmd_fit(args: argparse.Namespace) -> None:
         old = Calibration.load(path) if path.is_file() else Calibration()
         weights = {**old.weights, **{k: v.tolist() for k, v in results.items() if k != "syntax"}}
         thresholds = {**old.thresholds, **{k: list(v) for k, v in chosen.items() if k != "syntax"}}
-        cal = Calibration(weights=weights, thresholds=thresholds, levels_ms=levels)
+        cal = Calibration(weights=weights, thresholds=thresholds, levels_ms=levels, late={**old.late, "audio": late})
         cal.save(path)
         print(f"wrote {path}")
 
@@ -412,7 +470,10 @@ def score_live(clips: list[dict], turns: list[dict]) -> dict[tuple[str, str], di
             continue
         voice = "real" if c["voice"] == "real" else ("piper" if c["voice"].startswith("piper") else "espeak-ng")
         release = (t.get("extra") or {}).get("release") or {}
-        for label in (f"{c['kind']}/all", f"{c['kind']}/{c['class']}", f"{c['kind']}/voice:{voice}"):
+        labels = [f"{c['kind']}/all", f"{c['kind']}/{class_label(c)}", f"{c['kind']}/voice:{voice}"]
+        if c["class"] == "fragment":
+            labels.append(f"{c['kind']}/fragment")
+        for label in labels:
             g = groups.setdefault(
                 (c["split"], label), {"n": 0, "heard": 0, "inside": 0, "required": [], "waited": [], "v2v": []}
             )

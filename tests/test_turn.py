@@ -82,6 +82,26 @@ def test_calibration_features_are_read_where_the_pipeline_decides():
     assert len(pauses) == 2
 
 
+def test_fragment_parts_lose_the_tts_silence_so_the_pause_is_the_items():
+    """A fragment clip's pause is the item's pause_s: each part's own silence at the cut is trimmed (session 22's
+    clips paused 0.55-1.25 s for items of 0.45-0.87 s, past the longest wait)."""
+    te = _turn_eval()
+    rng = np.random.default_rng(1)
+    word = (0.3 * rng.standard_normal(8000)).astype(np.float32)  # 0.5 s of "speech"
+    quiet = np.zeros(4800, np.float32)  # the TTS's 0.3 s of silence around it
+    said = np.concatenate([quiet, word, quiet])
+    first, rest = te._trim(said, head=False, tail=True), te._trim(said, head=True, tail=False)
+    assert len(first) == 4800 + 8000 + 320 and len(rest) == 320 + 8000 + 4800  # 20 ms kept at the cut
+    assert np.array_equal(first[:4800], quiet) and np.array_equal(rest[-4800:], quiet)
+
+
+def test_short_turns_are_a_syntactic_feature():
+    """One or two words: a generic feature (the LLM's P(. ? !) is low after "Yes" whatever the word)."""
+    i = FEATURES.index("short")
+    assert features(EndOfTurnEvidence("Yes."))[i] == features(EndOfTurnEvidence("Stop it."))[i] == 1.0
+    assert features(EndOfTurnEvidence("Book a table."))[i] == 0.0
+
+
 def test_the_llm_signals_drive_the_probability():
     cal = Calibration.load()
     done = EndOfTurnEvidence("What time is it?", text_eom=0.97, text_punct=0.8, model=MODEL)

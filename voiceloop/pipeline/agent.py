@@ -365,8 +365,7 @@ class VoiceAgent(Stage[AudioFrame, Event]):
                 # called "My daughter's birthday is on." done at 0.87), so a sentence that reads unfinished (a
                 # trailing preposition, conjunction or comma) waits for the text.
                 ev, p = partial
-                kw = {"end_of_turn": p, "previous": tuple(self._pause_texts), "evidence": ev}
-                sure = self.endpointing.required_silence_ms(job.transcript, **kw) <= self.endpointing.confident_silence_ms
+                sure = self.endpointing.sure_without_text(job.transcript, ev, p, tuple(self._pause_texts))
                 if sure and not reads_incomplete(job.transcript):
                     job.decide_without_text(ev, p)
                     known = True

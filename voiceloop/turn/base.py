@@ -55,6 +55,15 @@ class EndpointingPolicy(ABC):
         late signals only when the rest of the evidence asks for no more than this."""
         return self.max_silence_ms
 
+    def sure_without_text(
+        self, transcript: str, evidence: EndOfTurnEvidence, p_end: float | None, previous: tuple[str, ...] = ()
+    ) -> bool:
+        """May the turn end on ``evidence`` without the LLM's signals (they are late)? By default when it asks for
+        no more than the shortest wait. The LLM's signal would come within a few hundred ms, so a policy may ask
+        for more certainty here than for its short wait."""
+        need = self.required_silence_ms(transcript, end_of_turn=p_end, previous=previous, evidence=evidence)
+        return need <= self.confident_silence_ms
+
     def probability(self, evidence: EndOfTurnEvidence) -> float | None:
         """P(the user is done) from the evidence; None when this policy does not use one."""
         return None
