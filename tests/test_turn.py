@@ -102,6 +102,23 @@ def test_short_turns_are_a_syntactic_feature():
     assert features(EndOfTurnEvidence("Book a table."))[i] == 0.0
 
 
+def test_deciding_without_the_text_asks_for_its_own_calibrated_certainty():
+    """Before the LLM's signals arrive, the audio key's P must reach ``late`` (fitted on tune), not just the short
+    wait's threshold; without a ``late`` entry the short wait's threshold applies."""
+    w = [0.0] * len(FEATURES)
+    w[FEATURES.index("audio")] = 4.0  # P = the audio model's own P
+    ev = EndOfTurnEvidence("Book a table.", audio=0.8)
+    strict = CalibratedEndpointing(Calibration(weights={"audio": w}, thresholds={"audio": [0.6, 0.3]}, late={"audio": 0.9}))
+    loose = CalibratedEndpointing(Calibration(weights={"audio": w}, thresholds={"audio": [0.6, 0.3]}))
+    p = strict.probability(ev)
+    assert p is not None and abs(p - 0.8) < 1e-6
+    assert strict.required_silence_ms("Book a table.", end_of_turn=p, evidence=ev) == 170.0
+    assert not strict.sure_without_text("Book a table.", ev, p)
+    assert loose.sure_without_text("Book a table.", ev, p)
+    assert strict.sure_without_text("Book a table.", ev, 0.95)
+    assert Calibration.load().late.get("audio", 0.0) > Calibration.load().thresholds["audio"][0]
+
+
 def test_the_llm_signals_drive_the_probability():
     cal = Calibration.load()
     done = EndOfTurnEvidence("What time is it?", text_eom=0.97, text_punct=0.8, model=MODEL)
