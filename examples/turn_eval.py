@@ -22,6 +22,7 @@ Items are split by text: 'tune' texts fit the decision, 'check' texts are only s
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import random
 import subprocess
@@ -57,8 +58,12 @@ def class_label(row: dict) -> str:
     before the pause can tell it from a finished turn; mid-clause ("Find me a hotel near" | ...) the words can."""
     if row["class"] != "fragment":
         return row["class"]
-    of = {t["id"]: t["class"] for t in load_turns()}.get(row["id"], "?")
-    return f"fragment_{of}"
+    return f"fragment_{_turn_classes().get(row['id'], '?')}"
+
+
+@functools.cache
+def _turn_classes() -> dict[str, str]:
+    return {t["id"]: t["class"] for t in load_turns()}
 
 
 # -- synth -------------------------------------------------------------------------------------------
