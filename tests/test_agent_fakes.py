@@ -281,6 +281,47 @@ async def test_the_turn_end_does_not_wait_for_a_late_first_token(data_dir):
     engines.close()
 
 
+class SecondClauseLLM(FakeLLM):
+    """Says "Sure," at once and the rest ``delay_s`` later (a slow CPU writing clause two)."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__()
+        self.delay_s = delay_s
+
+    def stream(self, history, user_text, *, stop=None, max_tokens=64, stats=None):
+        yield "Sure, "
+        if stop is None or not stop.wait(self.delay_s):
+            yield from ("the ", "lamp ", "is ", "on.")
+
+
+class TenthTTS(FakeTTS):
+    def synthesize(self, text, *, stop: threading.Event | None = None):
+        yield np.full(2205, 1000, dtype=np.int16)  # 0.1 s a clause
+
+
+@pytest.mark.parametrize("delay_s", [0.0, 0.8])
+async def test_silence_inside_a_reply_is_measured_as_a_stall(data_dir, delay_s):
+    """The first clause plays 0.1 s; when clause two comes later than that, the listener hears the difference as
+    silence inside the reply, and the record says so (the profile's "reply stalls" line)."""
+    speech = read_audio_16k(data_dir / "voice2json_would_you_please_turn_on_living_room_lamp.wav")
+    audio = np.concatenate([speech, np.zeros(3 * 16000, np.float32)])
+    engines = Engines(asr=FakeASR(split_s=0.0), llm=SecondClauseLLM(delay_s), tts=TenthTTS())
+    clock = MonotonicClock()
+    agent = VoiceAgent(engines=engines, options=AgentOptions(prefill=False), clock=clock)
+    records = [e.record for e in [ev async for ev in agent.process(_frames(audio, clock))] if isinstance(e, TurnMetrics)]
+    assert len(records) == 1
+    rec = records[0]
+    assert rec.reply == "Sure, the lamp is on."
+    if delay_s:
+        # Clause two comes delay_s after the first token; "Sure," began at the release and ran 0.1 s.
+        expected = (rec.marks["first_token"] + delay_s * 1e9 - rec.marks["first_audio_out"]) / 1e6 - 100
+        assert rec.stalls == 1 and abs(rec.stall_ms - expected) < 50, (rec.stall_ms, expected)
+    else:
+        assert rec.stalls == 0 and rec.stall_ms == 0
+    assert rec.to_dict()["stall_ms"] == rec.stall_ms
+    engines.close()
+
+
 class HistoryLLM(FakeLLM):
     """A reply of three one-second clauses (with ``ClauseTTS``); it keeps each prompt's history."""
 

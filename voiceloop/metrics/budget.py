@@ -89,6 +89,10 @@ class TurnRecord:
     """committed (the held reply was released), restarted (discarded then committed), none (sequential)."""
     interrupted: bool = False
     asr_window_frames: int = 0
+    stall_ms: float = 0.0
+    """Silence inside the reply after its first audio: the next clause was not ready when the audio before it
+    ran out (``stalls`` times)."""
+    stalls: int = 0
     llm: dict[str, Any] = field(default_factory=dict)
     tools: list[dict[str, Any]] = field(default_factory=list)
     """Tool calls of this turn: name, arguments, result, ok, ms (and a spoken filler, if any)."""
@@ -137,6 +141,8 @@ class TurnRecord:
             "preemption": self.preemption,
             "interrupted": self.interrupted,
             "asr_window_frames": self.asr_window_frames,
+            "stall_ms": self.stall_ms,
+            "stalls": self.stalls,
             "llm": self.llm,
             "tools": self.tools,
             "extra": self.extra,

@@ -565,13 +565,15 @@ class VoiceAgent(Stage[AudioFrame, Event]):
         except asyncio.CancelledError:
             rec.interrupted = True
         if job.marks.get("first_audio_out"):
-            self._speaking_until = job.marks["first_audio_out"] + job.audio_ns
+            # The reply plays until its audio and its stalls have passed.
+            self._speaking_until = job.marks["first_audio_out"] + job.audio_ns + job.stall_ns
         for k, v in job.marks.items():
             rec.mark(k, v)
         rec.transcript = text
         # History holds what the user heard: after barge-in, only the clauses played.
         rec.reply = " ".join(job.spoken) if rec.interrupted else job.reply_text
         rec.asr_window_frames = job.window_frames
+        rec.stall_ms, rec.stalls = job.stall_ns / 1e6, job.stalls
         rec.tools = list(job.tool_records)
         rec.extra["final_asr_from_streaming_pass"] = job.early_asr_used
         if job.second_opinion is not None:

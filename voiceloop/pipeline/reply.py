@@ -88,6 +88,10 @@ class ReplyJob:
         self.spoken: list[str] = []
         """Clauses whose audio has been handed to the output."""
         self.audio_ns = 0
+        self.stall_ns = 0
+        """Silence inside the reply: audio handed over after the audio before it had run out (played back to
+        back from the first frame). The listener hears it as a stutter, however soon the reply began."""
+        self.stalls = 0
         self.retried: list[Message] = []
         """The exchange this turn asks again after the user cut its reply short: left out of the prompt, and
         replaced in the history by this turn (``pipeline.history.without_cut_retry``)."""
@@ -126,7 +130,12 @@ class ReplyJob:
             self._held.append(ev)
             return
         if isinstance(ev, ReplyAudio):
-            self.marks.setdefault("first_audio_out", self._now())
+            now = self._now()
+            first = self.marks.setdefault("first_audio_out", now)
+            ran_dry = first + self.audio_ns + self.stall_ns
+            if now > ran_dry:
+                self.stall_ns += now - ran_dry
+                self.stalls += 1
             self.audio_ns += ev.frame.duration_ns
         elif isinstance(ev, ReplyText):
             self.spoken.append(ev.text)

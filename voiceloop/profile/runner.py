@@ -293,6 +293,11 @@ def build_report(
         "v2v_ms": percentiles(t["v2v_ms"] for t in answered),
         "stages": stages,
         "cut_ins": sum(t["cut_in"] for t in turns),
+        # A reply that starts fast and then stops mid-sentence waiting for its next clause.
+        "stalls": {
+            "turns": sum(1 for t in answered if t.get("stall_ms", 0) > 0),
+            "ms": percentiles(t.get("stall_ms", 0.0) for t in answered),
+        },
         "preemptions": sum(t["preemptions"] for t in turns),
         "discarded": sum(t["discarded"] for t in turns),
         "committed": sum(1 for t in answered if t.get("preemption") in ("committed", "restarted")),
@@ -360,6 +365,13 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append(
             f"replies: {r['distinct']} distinct of {r['n']}, {r['repeats']} copied an earlier reply, "
             f"{r.get('echoes', 0)} read the user's line back, {r.get('formulas', 0)} closed with an earlier opening"
+        )
+    if "stalls" in s:
+        st = s["stalls"]
+        lines.append(
+            f"reply stalls (the next clause not ready when the audio before it ran out): {st['turns']} of "
+            f"{s['answered']} replies; silence inside a reply p50 {f(st['ms']['p50'])} p95 {f(st['ms']['p95'])} "
+            f"max {f(st['ms']['max'])} ms"
         )
     lag = s.get("input_lag_ms") or {}
     if lag.get("p50") is not None:
