@@ -218,8 +218,11 @@ def test_barge_in_stops_playback(pulse, data_dir, tmp_path):
         whole = np.concatenate(list(tts.synthesize(reply))).astype(np.float32) / 32768
         whole = (resample(whole, tts.sample_rate, Recorder.RATE) * 32767).astype(np.int16)
         assert _voiced_s(out_audio) < _voiced_s(whole) - 0.2, f"the reply {reply!r} played to its end"
-    # A flush leaves exact digital silence on the virtual speaker: playback stopped after its last sample.
-    stopped = (np.flatnonzero(out_audio)[-1] + 1) / Recorder.RATE + offset
+    # A flush leaves exact digital silence on the virtual speaker: playback stopped after its last sample
+    # while the user was still talking (the reply to the interruption itself comes after it, and _play
+    # returned only once the interruption had been played whole).
+    talking = out_audio[: int((spans[-1][1] - offset) * Recorder.RATE)]
+    stopped = (np.flatnonzero(talking)[-1] + 1) / Recorder.RATE + offset
     print(f"barge-in: playback stopped {1000 * (stopped - onset):.0f} ms after the onset of the user's speech")
     assert stopped - onset < 0.25, f"playback went on {stopped - onset:.3f} s after the user started speaking"
 
