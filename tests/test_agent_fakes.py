@@ -16,6 +16,7 @@ from voiceloop.audio.files import read_audio_16k
 from voiceloop.core.clock import MonotonicClock
 from voiceloop.core.events import Interrupted, ReplyAudio, TurnMetrics
 from voiceloop.core.frames import AudioFrame
+from voiceloop.pipeline.pacing import Pace
 from voiceloop.turn.smart_turn import SmartTurn
 
 
@@ -319,6 +320,52 @@ async def test_silence_inside_a_reply_is_measured_as_a_stall(data_dir, delay_s):
     else:
         assert rec.stalls == 0 and rec.stall_ms == 0
     assert rec.to_dict()["stall_ms"] == rec.stall_ms
+    engines.close()
+
+
+class SteadyLLM(FakeLLM):
+    """A word every 80 ms: after "Sure," a clause that takes ~0.8 s to write."""
+
+    REPLY = "Sure, the lamp in the living room is on now, and it stays on until you say so."
+
+    def stream(self, history, user_text, *, stop=None, max_tokens=64, stats=None):
+        for word in self.REPLY.split(" "):
+            if stop is not None and stop.wait(0.08):
+                return
+            yield word + " "
+
+
+class WordsTTS(FakeTTS):
+    def synthesize(self, text, *, stop: threading.Event | None = None):
+        yield np.full(int(0.3 * 22050) * len(text.split()), 1000, dtype=np.int16)  # 0.3 s a word, at once
+
+
+class NeverCut(Pace):
+    def must_cut(self, audio_left_ms: float) -> bool:
+        return False
+
+
+@pytest.mark.parametrize("pacing", [True, False])
+async def test_a_clause_is_voiced_early_when_the_speaker_would_run_dry(data_dir, pacing):
+    """ "Sure," lasts 0.3 s and the next clause takes ~0.5 s more to write: waiting for its comma leaves the
+    speaker silent; voicing the words written so far when the audio runs low keeps it going, same words."""
+    speech = read_audio_16k(data_dir / "voice2json_would_you_please_turn_on_living_room_lamp.wav")
+    audio = np.concatenate([speech, np.zeros(4 * 16000, np.float32)])
+    engines = Engines(asr=FakeASR(split_s=0.0), llm=SteadyLLM(), tts=WordsTTS())
+    clock = MonotonicClock()
+    agent = VoiceAgent(engines=engines, options=AgentOptions(prefill=False), clock=clock)
+    if not pacing:
+        agent.pace = NeverCut()
+    records = [e.record for e in [ev async for ev in agent.process(_frames(audio, clock))] if isinstance(e, TurnMetrics)]
+    assert len(records) == 1
+    rec = records[0]
+    assert rec.reply == SteadyLLM.REPLY
+    if pacing:
+        assert rec.extra["clauses_cut_early"] >= 1
+        assert rec.stall_ms < 60, rec.stall_ms
+    else:
+        assert "clauses_cut_early" not in rec.extra
+        assert rec.stall_ms > 150, rec.stall_ms
     engines.close()
 
 

@@ -55,6 +55,7 @@ from ..turn.base import EndpointingPolicy, FixedSilence
 from ..turn.cues import reads_incomplete
 from ..turn.policy import default_policy
 from .engines import Engines
+from .pacing import Pace
 from .reply import ReplyJob
 
 log = logging.getLogger("voiceloop.agent")
@@ -173,6 +174,8 @@ class VoiceAgent(Stage[AudioFrame, Event]):
         self._job: ReplyJob | None = None  # the attempt for the current utterance
         self._speaking: ReplyJob | None = None  # the committed reply being played
         self._speaking_until = 0
+        self.pace = Pace()
+        """This machine's clause synthesis and token times, measured as the conversation goes (``pacing``)."""
         self._tracker = StablePrefixTracker()
         self._interim_task: asyncio.Task[None] | None = None
         self._interim_pass: tuple[int, int, asyncio.Future[AsrResult]] | None = None
@@ -574,6 +577,8 @@ class VoiceAgent(Stage[AudioFrame, Event]):
         rec.reply = " ".join(job.spoken) if rec.interrupted else job.reply_text
         rec.asr_window_frames = job.window_frames
         rec.stall_ms, rec.stalls = job.stall_ns / 1e6, job.stalls
+        if job.early_cuts:
+            rec.extra["clauses_cut_early"] = job.early_cuts
         rec.tools = list(job.tool_records)
         rec.extra["final_asr_from_streaming_pass"] = job.early_asr_used
         if job.second_opinion is not None:

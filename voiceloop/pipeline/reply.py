@@ -92,6 +92,9 @@ class ReplyJob:
         """Silence inside the reply: audio handed over after the audio before it had run out (played back to
         back from the first frame). The listener hears it as a stutter, however soon the reply began."""
         self.stalls = 0
+        self.early_cuts = 0
+        """Clauses voiced before their end because the audio before them was running out (``pacing``)."""
+        self._voicing = 0
         self.retried: list[Message] = []
         """The exchange this turn asks again after the user cut its reply short: left out of the prompt, and
         replaced in the history by this turn (``pipeline.history.without_cut_retry``)."""
@@ -401,9 +404,14 @@ class ReplyJob:
                 self.llm_gate.clear()
             await clauses.put(clause)
 
+        pace = self.agent.pace
+        prev_t: int | None = None
         try:
             while (item := await tokens.get()) is not None:
                 t, piece = item
+                if prev_t is not None:
+                    pace.saw_token((t - prev_t) / 1e6)
+                prev_t = t
                 if "first_token" not in self.marks:
                     self.marks["first_token"] = t
                     if self.held:
@@ -415,6 +423,10 @@ class ReplyJob:
                 if not self.whole_reply:
                     for clause in splitter.feed(markup.feed(visible)):
                         await say(clause)
+                    if self._running_dry(clauses) and (early := splitter.cut_early()) is not None:
+                        self.early_cuts += 1
+                        await say(early)
+                        prev_t = None  # the LLM waits while the clause is voiced: not a token's time
             if self.held:
                 await self._score()  # no token at all (the model ended at once)
             visible = calls_filter.flush()
@@ -436,6 +448,15 @@ class ReplyJob:
                 self.stop.set()
         return calls_filter.calls
 
+    def _running_dry(self, clauses: asyncio.Queue[str | None]) -> bool:
+        """Nothing queued or in synthesis, and the audio handed out runs out before one more token and a
+        clause's synthesis would be done (only once the reply plays: held audio has no clock yet)."""
+        first = self.marks.get("first_audio_out")
+        if self.held or first is None or self._voicing or not clauses.empty():
+            return False
+        left_ms = (first + self.audio_ns + self.stall_ns - self._now()) / 1e6
+        return self.agent.pace.must_cut(left_ms)
+
     async def _speak(self, clauses: asyncio.Queue[str | None]) -> None:
         loop = asyncio.get_running_loop()
         eng = self.agent.engines
@@ -446,12 +467,18 @@ class ReplyJob:
             def synth(c: str = speakable(clause)) -> list[np.ndarray]:
                 return list(eng.tts.synthesize(c, stop=self.stop))
 
-            chunks = await loop.run_in_executor(eng.tts_executor, synth)
-            self.llm_gate.set()
-            if not chunks:
-                continue
-            self.marks.setdefault("first_tts_audio", self._now())
-            await self._out(ReplyText(turn_id=self.turn_id, text=clause))
-            for pcm in chunks:
-                frame = AudioFrame(pcm=pcm, sample_rate=eng.tts.sample_rate, timestamp_ns=self._now())
-                await self._out(ReplyAudio(turn_id=self.turn_id, frame=frame))
+            self._voicing += 1
+            try:
+                started = self._now()
+                chunks = await loop.run_in_executor(eng.tts_executor, synth)
+                self.llm_gate.set()
+                if not chunks:
+                    continue
+                self.agent.pace.saw_synth((self._now() - started) / 1e6)
+                self.marks.setdefault("first_tts_audio", self._now())
+                await self._out(ReplyText(turn_id=self.turn_id, text=clause))
+                for pcm in chunks:
+                    frame = AudioFrame(pcm=pcm, sample_rate=eng.tts.sample_rate, timestamp_ns=self._now())
+                    await self._out(ReplyAudio(turn_id=self.turn_id, frame=frame))
+            finally:
+                self._voicing -= 1

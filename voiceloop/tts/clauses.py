@@ -75,6 +75,20 @@ class ClauseSplitter:
         self._emitted += 1
         return clause
 
+    def cut_early(self, min_words: int = 2) -> str | None:
+        """The words written so far as a clause, when the speaker would otherwise run dry: at least
+        ``min_words`` complete words, cut after the last one that is not a number (its unit follows)."""
+        complete = list(_WORD.finditer(self._buf))
+        idx = len(complete) - 1
+        while idx >= 0 and any(ch.isdigit() for ch in complete[idx].group()):
+            idx -= 1
+        if idx + 1 < min_words:
+            return None
+        cut = complete[idx].end()
+        clause, self._buf = self._buf[:cut].strip(), self._buf[cut:]
+        self._emitted += 1
+        return clause
+
     def flush(self) -> str | None:
         rest, self._buf = self._buf.strip(), ""
         if rest:
