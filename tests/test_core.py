@@ -14,6 +14,7 @@ from voiceloop.llm.stops import StopMatcher
 from voiceloop.metrics.budget import LatencyBudgeter
 from voiceloop.metrics.wer import wer
 from voiceloop.pipeline.endpointing import AdaptiveEndpointing, FixedSilence, incomplete_cue, reads_incomplete
+from voiceloop.pipeline.pacing import Pace
 from voiceloop.tts.clauses import ClauseSplitter
 
 
@@ -123,6 +124,27 @@ def test_first_clause_ends_at_its_punctuation_without_waiting_for_a_space():
     assert s.feed("10") == [] and s.feed(",") == []  # "10,000" is not over at the comma
     assert s.feed("000") == [] and s.feed(" people") == []
     assert s.feed(" came") == ["10,000 people"]
+
+
+def test_a_clause_cut_early_keeps_a_number_with_its_unit_and_loses_no_word():
+    s = ClauseSplitter()
+    assert s.feed("Sure, ") == ["Sure,"]
+    assert s.feed("the lamp in the liv") == []
+    assert s.cut_early() == "the lamp in the"  # complete words only: "liv" is still being written
+    assert s.feed("ing room is ") == [] and s.cut_early(min_words=4) is None  # "living room is": 3 words
+    assert s.feed("1,250 ") == [] and s.cut_early() == "living room is"  # never right after a number
+    assert s.feed("km away.") == [] and s.flush() == "1,250 km away."
+    assert ClauseSplitter().cut_early() is None
+
+
+def test_pace_cuts_only_when_the_audio_left_is_shorter_than_a_token_and_a_synthesis():
+    p = Pace(synth_ms=50, token_ms=40)
+    assert p.must_cut(100) and not p.must_cut(200)
+    for _ in range(30):
+        p.saw_synth(200)  # a slow CPU: learnt as it goes
+        p.saw_token(100)
+    p.saw_token(5000)  # the LLM held back (a tool, the first clause): not its speed
+    assert p.must_cut(300) and not p.must_cut(400)
 
 
 def test_stable_prefix_grows_by_agreement():
