@@ -173,6 +173,7 @@ def test_assistant_answers_the_microphone_through_the_speaker(pulse, engines, da
     text = engines.asr.transcribe_full(reply.astype(np.float32) / 32768).text
     assert len(text.split()) >= 2, f"the virtual speaker carried no speech: {text!r}"
     assert "session: 1 turns answered" in out  # Ctrl-C printed the session summary
+    assert re.search(r"replies that stalled \(silence inside the reply\): [01], max \d+ ms", out)
 
 
 def test_barge_in_stops_playback(pulse, data_dir, tmp_path):

@@ -194,3 +194,4 @@ async def _assistant(engines, args: argparse.Namespace) -> None:
                 "stage p50/p95 ms: "
                 + "  ".join(f"{k} {x['p50']:.0f}/{x['p95']:.0f}" for k, x in s["stages"].items() if x["p50"] is not None)
             )
+            ui.line(f"replies that stalled (silence inside the reply): {s['stalled']}, max {s['stall_ms']['max']:.0f} ms")

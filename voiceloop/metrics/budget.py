@@ -196,4 +196,6 @@ class LatencyBudgeter:
             "answered": len(answered),
             "v2v_ms": percentiles(r.v2v_ms for r in answered),
             "stages": stages,
+            "stalled": sum(1 for r in answered if r.stall_ms > 0),
+            "stall_ms": percentiles(r.stall_ms for r in answered),
         }

@@ -425,6 +425,7 @@ class ReplyJob:
                         await say(clause)
                     if self._running_dry(clauses) and (early := splitter.cut_early()) is not None:
                         self.early_cuts += 1
+                        log.debug("turn %d: %r voiced early (%s)", self.turn_id, early, self.agent.pace)
                         await say(early)
                         prev_t = None  # the LLM waits while the clause is voiced: not a token's time
             if self.held:
