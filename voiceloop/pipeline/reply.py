@@ -427,7 +427,8 @@ class ReplyJob:
                         self.early_cuts += 1
                         log.debug("turn %d: %r voiced early (%s)", self.turn_id, early, self.agent.pace)
                         await say(early)
-                        prev_t = None  # the LLM waits while the clause is voiced: not a token's time
+                    if not self.llm_gate.is_set():
+                        prev_t = None  # the LLM waits while the first clause is voiced: not a token's time
             if self.held:
                 await self._score()  # no token at all (the model ended at once)
             visible = calls_filter.flush()
