@@ -341,7 +341,7 @@ class WordsTTS(FakeTTS):
 
 
 class NeverCut(Pace):
-    def must_cut(self, audio_left_ms: float) -> bool:
+    def must_cut(self, audio_left_ms: float, words: int) -> bool:
         return False
 
 

@@ -137,14 +137,15 @@ def test_a_clause_cut_early_keeps_a_number_with_its_unit_and_loses_no_word():
     assert ClauseSplitter().cut_early() is None
 
 
-def test_pace_cuts_only_when_the_audio_left_is_shorter_than_a_token_and_a_synthesis():
-    p = Pace(synth_ms=50, token_ms=40)
-    assert p.must_cut(100) and not p.must_cut(200)
+def test_pace_cuts_only_when_the_audio_left_is_shorter_than_a_token_and_the_words_synthesis():
+    p = Pace(synth_ms_per_word=20, token_ms=40)
+    assert p.must_cut(100, words=1) and not p.must_cut(120, words=1)  # 40 + 2 x 20 + 30 = 110 ms
+    assert p.must_cut(140, words=3)  # more words take longer to voice: 40 + 4 x 20 + 30 = 150 ms
     for _ in range(30):
-        p.saw_synth(200)  # a slow CPU: learnt as it goes
+        p.saw_synth(300, words=6)  # a slow CPU (50 ms a word): learnt as it goes
         p.saw_token(100)
-    p.saw_token(5000)  # the LLM held back (a tool, the first clause): not its speed
-    assert p.must_cut(300) and not p.must_cut(400)
+    p.saw_token(5000)  # the LLM held back (a tool call): not its speed
+    assert p.must_cut(200, words=1) and not p.must_cut(250, words=1)  # 100 + 2 x 50 + 30 = 230 ms
 
 
 def test_stable_prefix_grows_by_agreement():

@@ -423,7 +423,8 @@ class ReplyJob:
                 if not self.whole_reply:
                     for clause in splitter.feed(markup.feed(visible)):
                         await say(clause)
-                    if self._running_dry(clauses) and (early := splitter.cut_early()) is not None:
+                    words = len(speakable(splitter.pending).split())
+                    if self._running_dry(clauses, words) and (early := splitter.cut_early()) is not None:
                         self.early_cuts += 1
                         log.debug("turn %d: %r voiced early (%s)", self.turn_id, early, self.agent.pace)
                         await say(early)
@@ -450,14 +451,15 @@ class ReplyJob:
                 self.stop.set()
         return calls_filter.calls
 
-    def _running_dry(self, clauses: asyncio.Queue[str | None]) -> bool:
-        """Nothing queued or in synthesis, and the audio handed out runs out before one more token and a
-        clause's synthesis would be done (only once the reply plays: held audio has no clock yet)."""
+    def _running_dry(self, clauses: asyncio.Queue[str | None], words: int) -> bool:
+        """Nothing queued or in synthesis, and the audio handed out runs out before one more token and the
+        synthesis of ``words`` and that token would be done (only once the reply plays: held audio has no clock
+        yet)."""
         first = self.marks.get("first_audio_out")
         if self.held or first is None or self._voicing or not clauses.empty():
             return False
         left_ms = (first + self.audio_ns + self.stall_ns - self._now()) / 1e6
-        return self.agent.pace.must_cut(left_ms)
+        return self.agent.pace.must_cut(left_ms, words)
 
     async def _speak(self, clauses: asyncio.Queue[str | None]) -> None:
         loop = asyncio.get_running_loop()
@@ -466,7 +468,9 @@ class ReplyJob:
             if self.stop.is_set():
                 break
 
-            def synth(c: str = speakable(clause)) -> list[np.ndarray]:
+            said = speakable(clause)
+
+            def synth(c: str = said) -> list[np.ndarray]:
                 return list(eng.tts.synthesize(c, stop=self.stop))
 
             self._voicing += 1
@@ -476,7 +480,11 @@ class ReplyJob:
                 self.llm_gate.set()
                 if not chunks:
                     continue
-                self.agent.pace.saw_synth((self._now() - started) / 1e6)
+                synth_ms = (self._now() - started) / 1e6
+                self.agent.pace.saw_synth(synth_ms, len(said.split()))
+                if log.isEnabledFor(logging.DEBUG) and (first := self.marks.get("first_audio_out")) is not None:
+                    left = (first + self.audio_ns + self.stall_ns - self._now()) / 1e6
+                    log.debug("turn %d: %r voiced in %.0f ms, %.0f ms of audio left", self.turn_id, clause, synth_ms, left)
                 self.marks.setdefault("first_tts_audio", self._now())
                 await self._out(ReplyText(turn_id=self.turn_id, text=clause))
                 for pcm in chunks:

@@ -75,6 +75,11 @@ class ClauseSplitter:
         self._emitted += 1
         return clause
 
+    @property
+    def pending(self) -> str:
+        """The text written since the last clause."""
+        return self._buf
+
     def cut_early(self, min_words: int = 2) -> str | None:
         """The words written so far as a clause, when the speaker would otherwise run dry: at least
         ``min_words`` complete words, cut after the last one that is not a number (its unit follows)."""
