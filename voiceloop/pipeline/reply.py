@@ -423,8 +423,7 @@ class ReplyJob:
                 if not self.whole_reply:
                     for clause in splitter.feed(markup.feed(visible)):
                         await say(clause)
-                    words = len(speakable(splitter.pending).split())
-                    if self._running_dry(clauses, words) and (early := splitter.cut_early()) is not None:
+                    if self._running_dry(clauses, splitter) and (early := splitter.cut_early()) is not None:
                         self.early_cuts += 1
                         log.debug("turn %d: %r voiced early (%s)", self.turn_id, early, self.agent.pace)
                         await say(early)
@@ -451,15 +450,15 @@ class ReplyJob:
                 self.stop.set()
         return calls_filter.calls
 
-    def _running_dry(self, clauses: asyncio.Queue[str | None], words: int) -> bool:
+    def _running_dry(self, clauses: asyncio.Queue[str | None], splitter: ClauseSplitter) -> bool:
         """Nothing queued or in synthesis, and the audio handed out runs out before one more token and the
-        synthesis of ``words`` and that token would be done (only once the reply plays: held audio has no clock
-        yet)."""
+        synthesis of the words written so far and that token would be done (only once the reply plays: held
+        audio has no clock yet)."""
         first = self.marks.get("first_audio_out")
         if self.held or first is None or self._voicing or not clauses.empty():
             return False
         left_ms = (first + self.audio_ns + self.stall_ns - self._now()) / 1e6
-        return self.agent.pace.must_cut(left_ms, words)
+        return self.agent.pace.must_cut(left_ms, len(speakable(splitter.pending).split()))
 
     async def _speak(self, clauses: asyncio.Queue[str | None]) -> None:
         loop = asyncio.get_running_loop()
