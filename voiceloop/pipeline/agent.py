@@ -567,9 +567,8 @@ class VoiceAgent(Stage[AudioFrame, Event]):
             await job.task
         except asyncio.CancelledError:
             rec.interrupted = True
-        if job.marks.get("first_audio_out"):
-            # The reply plays until its audio and its stalls have passed.
-            self._speaking_until = job.marks["first_audio_out"] + job.audio_ns + job.stall_ns
+        if (until := job.plays_until_ns()) is not None:
+            self._speaking_until = until  # its audio and the stalls between
         for k, v in job.marks.items():
             rec.mark(k, v)
         rec.transcript = text

@@ -4,7 +4,7 @@ Clauses are cut at sentence and clause ends so Piper reads them as phrases. On a
 take longer to write and voice than the audio before it lasts ("Sure," then silence while "I'll turn on the
 living room lamp." is written): a stall the listener hears. The cure is to voice the words written so far a
 little before the audio runs out. How early depends on this machine's speed, so it is measured as the
-conversation goes (no CPU's speed is assumed): the time Piper takes for a clause and the time between tokens.
+conversation goes (no CPU's speed is assumed): Piper's time per spoken word and the time between tokens.
 """
 
 from __future__ import annotations

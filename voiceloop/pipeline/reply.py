@@ -134,15 +134,22 @@ class ReplyJob:
             return
         if isinstance(ev, ReplyAudio):
             now = self._now()
-            first = self.marks.setdefault("first_audio_out", now)
-            ran_dry = first + self.audio_ns + self.stall_ns
-            if now > ran_dry:
+            ran_dry = self.plays_until_ns()
+            if ran_dry is None:
+                self.marks["first_audio_out"] = now
+            elif now > ran_dry:
                 self.stall_ns += now - ran_dry
                 self.stalls += 1
             self.audio_ns += ev.frame.duration_ns
         elif isinstance(ev, ReplyText):
             self.spoken.append(ev.text)
         await self.on_emit(ev)
+
+    def plays_until_ns(self) -> int | None:
+        """When the audio handed out so far ends, played back to back from the first sample with the stalls
+        between; None before any."""
+        first = self.marks.get("first_audio_out")
+        return None if first is None else first + self.audio_ns + self.stall_ns
 
     async def _transcribe(self) -> None:
         loop = asyncio.get_running_loop()
@@ -454,10 +461,10 @@ class ReplyJob:
         """Nothing queued or in synthesis, and the audio handed out runs out before one more token and the
         synthesis of the words written so far and that token would be done (only once the reply plays: held
         audio has no clock yet)."""
-        first = self.marks.get("first_audio_out")
-        if self.held or first is None or self._voicing or not clauses.empty():
+        until = self.plays_until_ns()
+        if self.held or until is None or self._voicing or not clauses.empty():
             return False
-        left_ms = (first + self.audio_ns + self.stall_ns - self._now()) / 1e6
+        left_ms = (until - self._now()) / 1e6
         return self.agent.pace.must_cut(left_ms, len(speakable(splitter.pending).split()))
 
     async def _speak(self, clauses: asyncio.Queue[str | None]) -> None:
@@ -481,8 +488,8 @@ class ReplyJob:
                     continue
                 synth_ms = (self._now() - started) / 1e6
                 self.agent.pace.saw_synth(synth_ms, len(said.split()))
-                if log.isEnabledFor(logging.DEBUG) and (first := self.marks.get("first_audio_out")) is not None:
-                    left = (first + self.audio_ns + self.stall_ns - self._now()) / 1e6
+                if log.isEnabledFor(logging.DEBUG) and (until := self.plays_until_ns()) is not None:
+                    left = (until - self._now()) / 1e6
                     log.debug("turn %d: %r voiced in %.0f ms, %.0f ms of audio left", self.turn_id, clause, synth_ms, left)
                 self.marks.setdefault("first_tts_audio", self._now())
                 await self._out(ReplyText(turn_id=self.turn_id, text=clause))
