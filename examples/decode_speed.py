@@ -1,8 +1,10 @@
 """Decode speed of each embedded LLM with llama.cpp's extra buffer types (repacked kernels) on and off.
 
-The AMX fix (voiceloop/llm/cpu_policy.py) turns extra buffer types off on AMX CPUs whose ggml was
-built with AMX; this measures what that costs, side by side in one run, each setting in its own
-process (the setting applies at model load).
+On AMX CPUs whose ggml was built with AMX, voiceloop/llm/cpu_policy.py withholds AMX from the process
+and keeps the repacked kernels; where that cannot be done it turns extra buffer types off. This
+measures what "off" costs, side by side in one run, each setting in its own process (the setting
+applies at model load): ms per decoded token, and one 8-token prompt batch after 64 tokens of
+context (a turn's end: the user's last words and the chat template's tail).
 
     python examples/decode_speed.py [--threads 1 2] [--tokens 48]
 """
@@ -34,7 +36,16 @@ for _ in range(3):
         llm.eval([tok])
     ms = (time.perf_counter_ns() - t0) / 1e6 / n
     best = ms if best is None else min(best, ms)
-res = {"model": name, "threads": threads, "extra_bufts": settings.use_extra_bufts, "ms_per_token": round(best, 2)}
+batch = None
+for _ in range(3):
+    llm.reset()
+    llm.eval((prompt * 16)[:64])
+    t0 = time.perf_counter_ns()
+    llm.eval((prompt * 2)[1:9])
+    ms = (time.perf_counter_ns() - t0) / 1e6
+    batch = ms if batch is None else min(batch, ms)
+res = {"model": name, "threads": threads, "extra_bufts": settings.use_extra_bufts, "ms_per_token": round(best, 2),
+       "batch8_ms": round(batch, 1)}
 print(json.dumps(res))
 """
 
@@ -50,7 +61,10 @@ def main() -> None:
     from voiceloop.llm.cpu_policy import read_cpu_info
 
     print(f"machine: {read_cpu_info().describe()}")
-    print(f"{'model':<38} {'threads':>7} {'repack on ms/tok':>17} {'repack off ms/tok':>18} {'off/on':>7}")
+    print(
+        f"{'model':<38} {'threads':>7} {'repack on ms/tok':>17} {'repack off ms/tok':>18} {'off/on':>7}"
+        f" {'8-token batch on':>17} {'off':>7} {'off/on':>7}"
+    )
     for name in args.models:
         for t in args.threads:
             res = {}
@@ -61,8 +75,13 @@ def main() -> None:
                 )
                 if out.returncode != 0:
                     sys.exit(f"{name} failed: {out.stderr[-500:]}")
-                res[flag] = json.loads(out.stdout.strip().splitlines()[-1])["ms_per_token"]
-            print(f"{name:<38} {t:>7} {res['1']:>17.1f} {res['0']:>18.1f} {res['0'] / res['1']:>6.2f}x")
+                res[flag] = json.loads(out.stdout.strip().splitlines()[-1])
+            on, off = res["1"], res["0"]
+            print(
+                f"{name:<38} {t:>7} {on['ms_per_token']:>17.1f} {off['ms_per_token']:>18.1f}"
+                f" {off['ms_per_token'] / on['ms_per_token']:>6.2f}x"
+                f" {on['batch8_ms']:>14.1f} ms {off['batch8_ms']:>7.1f} {off['batch8_ms'] / on['batch8_ms']:>6.2f}x"
+            )
 
 
 if __name__ == "__main__":

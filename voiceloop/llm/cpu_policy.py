@@ -8,13 +8,15 @@ with SIGILL (``tilezero`` in ``ggml_backend_amx_mul_mat``; several upstream repo
 grant AMX there, so the fault is ggml's, and nothing at run time can switch AMX off alone: the
 only switch is ``llama_model_params.use_extra_bufts``, which drops AMX *and* the repack kernels.
 
-So the rule is narrow: extra buffer types are turned off only when both the CPU has AMX and the
-loaded ggml was built with it (``AMX_INT8 = 1`` in llama.cpp's system info). Every other CPU, and
-an AMX CPU running a wheel built without AMX, keeps the repacked kernels. This works whatever
-wheel pip had cached, because it looks at the library actually loaded, not at how it was built.
+So the rule is narrow. It acts only when both the CPU has AMX and the loaded ggml was built with it
+(``AMX_INT8 = 1`` in llama.cpp's system info); every other CPU, and an AMX CPU running a wheel built
+without AMX, keeps the repacked kernels. This works whatever wheel pip had cached, because it looks at
+the library actually loaded, not at how it was built. In that one case, AMX is first withheld from the
+process (``amx_permission``: ggml then never registers its AMX kernels) and the repacked kernels stay;
+only where that cannot be done are extra buffer types turned off.
 
 ``VOICELOOP_LLAMA_EXTRA_BUFTS=0|1`` overrides the rule (for a user whose build has a fixed AMX
-path, or to measure the cost).
+path, or to measure the cost); with it nothing is withheld.
 """
 
 from __future__ import annotations
@@ -112,11 +114,14 @@ def decide(
     cpu_flags: frozenset[str] | set[str],
     ggml_features: Mapping[str, str] | None,
     env: Mapping[str, str] | None = None,
+    *,
+    amx_withheld: bool = False,
 ) -> LlamaCpuSettings:
     """The rule, pure: CPU flags and ggml's compiled features in, the setting out.
 
     ``ggml_features`` is None when the system info could not be read; an AMX CPU is then
-    treated as unsafe (a slower decode beats a crash).
+    treated as unsafe (a slower decode beats a crash). ``amx_withheld``: this process can no longer
+    be granted AMX (``amx_permission.withhold_amx``), so ggml's AMX kernels cannot be selected.
     """
     env = os.environ if env is None else env
     override = env.get(ENV_OVERRIDE, "").strip().lower()
@@ -127,14 +132,15 @@ def decide(
     cpu_amx = bool(set(cpu_flags) & AMX_FLAGS)
     if not cpu_amx:
         return LlamaCpuSettings(True, "no AMX on this CPU: repacked kernels kept")
-    if ggml_features is None:
-        return LlamaCpuSettings(
-            False, "AMX CPU and ggml's build features unknown: extra buffer types off (avoids AMX SIGILL)"
-        )
-    if ggml_features.get("AMX_INT8") == "1":
-        return LlamaCpuSettings(
-            False, "AMX CPU and ggml built with AMX_INT8: extra buffer types off (ggml's AMX kernels crash with SIGILL)"
-        )
+    build = "ggml's build features unknown" if ggml_features is None else "ggml built with AMX_INT8"
+    if ggml_features is None or ggml_features.get("AMX_INT8") == "1":
+        if amx_withheld:
+            return LlamaCpuSettings(
+                True,
+                f"AMX CPU and {build}: AMX withheld from this process, so ggml cannot select its AMX kernels "
+                "(they crash with SIGILL); repacked kernels kept",
+            )
+        return LlamaCpuSettings(False, f"AMX CPU and {build}: extra buffer types off (ggml's AMX kernels crash with SIGILL)")
     return LlamaCpuSettings(True, "AMX CPU but ggml built without AMX kernels: repacked kernels kept")
 
 
@@ -148,7 +154,26 @@ def current_settings() -> LlamaCpuSettings:
         features: dict[str, str] | None = parse_system_info(llama_system_info())
     except Exception:  # an unusual build without the symbol: decide without it
         features = None
-    return decide(read_cpu_info().flags, features)
+    flags = read_cpu_info().flags
+    settings = decide(flags, features)
+    if settings.use_extra_bufts or not amx_kernels_compiled(flags, features) or _overridden():
+        return settings
+    # The crash case: keep the repacked kernels if AMX alone can be taken away (before any model loads).
+    from .amx_permission import withhold_amx
+
+    withheld = withhold_amx()
+    if withheld.ok:
+        return decide(flags, features, amx_withheld=True)
+    return LlamaCpuSettings(False, f"{settings.reason}; AMX could not be withheld: {withheld.reason}")
+
+
+def amx_kernels_compiled(cpu_flags: frozenset[str] | set[str], ggml_features: Mapping[str, str] | None) -> bool:
+    """An AMX CPU with a ggml whose AMX kernels it would select (or whose build is unknown)."""
+    return bool(set(cpu_flags) & AMX_FLAGS) and (ggml_features is None or ggml_features.get("AMX_INT8") == "1")
+
+
+def _overridden() -> bool:
+    return os.environ.get(ENV_OVERRIDE, "").strip().lower() in ("0", "false", "no", "off", "1", "true", "yes", "on")
 
 
 def install() -> LlamaCpuSettings:

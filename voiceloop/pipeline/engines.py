@@ -13,6 +13,7 @@ from ..asr.second_opinion import SecondOpinionOptions, load_asr
 from ..asr.whisper import WhisperOptions
 from ..audio.vad import silero_v6_path
 from ..llm.backend import LLMBackend
+from ..llm.cpu_policy import install as install_cpu_policy
 from ..llm.llama import LlamaBackend, LlamaOptions
 from ..tts.piper import PiperOptions, PiperTTS
 
@@ -60,6 +61,8 @@ class Engines:
         ``turn_audio`` adds smart-turn to the end-of-turn evidence (the ``turn`` extra): None = if installed;
         ``second_opinion`` re-hears unsure turns with a stronger Whisper (``SecondOpinionASR``): None = with
         Whisper base if it is installed and the main model is the default tiny.en, False = never."""
+        # The llama.cpp CPU policy first: where it withholds AMX, no engine may have asked for AMX before it.
+        install_cpu_policy()
         asr = load_asr(whisper, second_opinion)
         llm = llm or LlamaBackend(llama)
         tts = PiperTTS(piper)

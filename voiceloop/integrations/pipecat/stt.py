@@ -30,6 +30,7 @@ from ...asr.base import ASR
 from ...asr.second_opinion import load_asr
 from ...asr.whisper import strip_restart
 from ...audio.resample import resample
+from ...llm.cpu_policy import install as install_cpu_policy
 from ._worker import WorkerThread
 
 log = logging.getLogger("voiceloop.pipecat")
@@ -49,6 +50,8 @@ class VoiceloopSTTService(SegmentedSTTService):
         **kwargs,
     ) -> None:
         # The pipeline's own recogniser by default: tiny.en, with Whisper base for unsure turns when installed.
+        # The llama.cpp CPU policy before any model: where it withholds AMX, nothing may have asked for it first.
+        install_cpu_policy()
         asr = asr or load_asr()
         kwargs.setdefault("ttfs_p99_latency", 0.35)  # measured: final pass p99 on a 2-core CPU
         kwargs.setdefault("settings", STTSettings(model=str(asr.model_path), language="en"))
