@@ -87,6 +87,8 @@ def test_the_filter_answers_amx_requests_with_eperm_on_every_thread():
         print(withhold_amx() is w)
         """
     )
+    if lines[0].startswith("False seccomp filter refused"):
+        pytest.skip(f"this kernel or sandbox refuses seccomp filters: {lines[0]}")
     assert lines[0].startswith("True AMX withheld")
     assert lines[1] == "True True False"
     assert lines[2] == "True"
@@ -131,8 +133,12 @@ def test_on_an_amx_cpu_with_an_amx_build_amx_is_withheld_and_the_repacked_kernel
         + textwrap.dedent(DECODE)
     )
     plain = _child("from voiceloop.llm.cpu_policy import install; install()\n" + textwrap.dedent(DECODE))
-    assert patched[0] == "True True", patched
-    assert "withheld" in patched[1] and "repacked kernels kept" in patched[1]
+    if "seccomp filter refused" in patched[1]:
+        # A sandbox without seccomp: the safe fallback, extra buffer types off.
+        assert patched[0].startswith("False") and "could not be withheld" in patched[1]
+    else:
+        assert patched[0] == "True True", patched
+        assert "withheld" in patched[1] and "repacked kernels kept" in patched[1]
     assert patched[2] == "True"
     assert patched[3] == plain[0] and len(eval(plain[0])) == 8
 
