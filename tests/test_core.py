@@ -130,11 +130,21 @@ def test_a_clause_cut_early_keeps_a_number_with_its_unit_and_loses_no_word():
     s = ClauseSplitter()
     assert s.feed("Sure, ") == ["Sure,"]
     assert s.feed("the lamp in the liv") == []
-    assert s.cut_early() == "the lamp in the"  # complete words only: "liv" is still being written
-    assert s.feed("ing room is ") == [] and s.cut_early(min_words=4) is None  # "living room is": 3 words
-    assert s.feed("1,250 ") == [] and s.cut_early() == "living room is"  # never right after a number
+    # Complete words only ("liv" is still being written), and not ending on words that lean on the next.
+    assert s.cut_early() == "the lamp"
+    assert s.pending == " in the liv"
+    assert s.feed("ing room is ") == [] and s.cut_early(min_words=6) is None  # "in the living room is": 5 words
+    assert s.feed("1,250 ") == [] and s.cut_early() == "in the living room is"  # never right after a number
     assert s.feed("km away.") == [] and s.flush() == "1,250 km away."
     assert ClauseSplitter().cut_early() is None
+
+
+def test_a_clause_cut_early_ends_on_a_function_word_only_when_too_few_words_are_left():
+    s = ClauseSplitter()
+    assert s.feed("Yes. ") == ["Yes."]
+    assert s.feed("Go to the ") == [] and s.cut_early() == "Go to the"  # two words are the least: kept as written
+    assert s.feed("There are 1000 grams in a ") == [] and s.cut_early() == "There are 1000 grams"
+    assert s.feed("kilogram.") == [] and s.flush() == "in a kilogram."
 
 
 def test_pace_cuts_only_when_the_audio_left_is_shorter_than_a_token_and_the_words_synthesis():

@@ -10,10 +10,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..core.words import FUNCTION_WORDS
+
 _SENTENCE_END = re.compile(r"[.!?;:](?=\s)|[.!?](?=[\"')\]]\s)")
 _CLAUSE_END = re.compile(r"[,\u2014](?=\s)")
 _WORD = re.compile(r"\S+(?=\s)")
 _OPEN_END = re.compile(r"[A-Za-z][,.!?;:]$")
+
+
+def _bare(word: str) -> str:
+    return word.strip("\"'()[],;:").lower()
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,13 +88,20 @@ class ClauseSplitter:
 
     def cut_early(self, min_words: int = 2) -> str | None:
         """The words written so far as a clause, when the speaker would otherwise run dry: at least
-        ``min_words`` complete words, cut after the last one that is not a number (its unit follows)."""
+        ``min_words`` complete words, cut after the last one that is not a number (its unit follows) and, where
+        enough words remain, not a word that leans on the next ("in a" waits for "kilogram": Piper ends each
+        clause on a falling tone)."""
         complete = list(_WORD.finditer(self._buf))
         idx = len(complete) - 1
         while idx >= 0 and any(ch.isdigit() for ch in complete[idx].group()):
             idx -= 1
         if idx + 1 < min_words:
             return None
+        lean = idx
+        while lean + 1 > min_words and _bare(complete[lean].group()) in FUNCTION_WORDS:
+            lean -= 1
+        if _bare(complete[lean].group()) not in FUNCTION_WORDS:
+            idx = lean
         cut = complete[idx].end()
         clause, self._buf = self._buf[:cut].strip(), self._buf[cut:]
         self._emitted += 1

@@ -11,15 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..core.words import FUNCTION_WORDS
 from .base import EndOfTurnEvidence, EndpointingPolicy
 
-# Words a sentence rarely ends on: conjunctions, prepositions, articles, possessives, fillers.
-FUNCTION_WORDS = frozenset(
-    """and or but so because than that which whose where while if unless until although though
-    since as to of in on at by for with from into onto about after before between through during
-    without under over near like the a an my your his her our their its these those some any every
-    each i we um uh er erm hmm let's""".split()
-)
 # Auxiliaries and pronouns end sentences often ("...than he was.", "Yes, I can."): they count only
 # when the ASR did not close the sentence (its punctuation follows the speaker's intonation).
 WEAK_WORDS = frozenset(
