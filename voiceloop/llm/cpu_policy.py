@@ -124,11 +124,9 @@ def decide(
     be granted AMX (``amx_permission.withhold_amx``), so ggml's AMX kernels cannot be selected.
     """
     env = os.environ if env is None else env
-    override = env.get(ENV_OVERRIDE, "").strip().lower()
-    if override in ("0", "false", "no", "off"):
-        return LlamaCpuSettings(False, f"{ENV_OVERRIDE}={override}")
-    if override in ("1", "true", "yes", "on"):
-        return LlamaCpuSettings(True, f"{ENV_OVERRIDE}={override}")
+    override = _override(env)
+    if override is not None:
+        return LlamaCpuSettings(override, f"{ENV_OVERRIDE}={env[ENV_OVERRIDE].strip().lower()}")
     cpu_amx = bool(set(cpu_flags) & AMX_FLAGS)
     if not cpu_amx:
         return LlamaCpuSettings(True, "no AMX on this CPU: repacked kernels kept")
@@ -156,7 +154,7 @@ def current_settings() -> LlamaCpuSettings:
         features = None
     flags = read_cpu_info().flags
     settings = decide(flags, features)
-    if settings.use_extra_bufts or not amx_kernels_compiled(flags, features) or _overridden():
+    if settings.use_extra_bufts or not amx_kernels_compiled(flags, features) or _override(os.environ) is not None:
         return settings
     # The crash case: keep the repacked kernels if AMX alone can be taken away (before any model loads).
     from .amx_permission import withhold_amx
@@ -172,8 +170,10 @@ def amx_kernels_compiled(cpu_flags: frozenset[str] | set[str], ggml_features: Ma
     return bool(set(cpu_flags) & AMX_FLAGS) and (ggml_features is None or ggml_features.get("AMX_INT8") == "1")
 
 
-def _overridden() -> bool:
-    return os.environ.get(ENV_OVERRIDE, "").strip().lower() in ("0", "false", "no", "off", "1", "true", "yes", "on")
+def _override(env: Mapping[str, str]) -> bool | None:
+    """``VOICELOOP_LLAMA_EXTRA_BUFTS`` read as on / off; None when unset or unreadable."""
+    value = env.get(ENV_OVERRIDE, "").strip().lower()
+    return True if value in ("1", "true", "yes", "on") else False if value in ("0", "false", "no", "off") else None
 
 
 def install() -> LlamaCpuSettings:
