@@ -81,18 +81,19 @@ def main() -> None:
                 reply = f"[{', '.join(c.name for c in f.calls)}] " + reply.strip()
         replies.append(reply)
         history += [Message("user", line), *after, Message("assistant", reply.split("] ", 1)[-1])]
-    rep = repetition(lines, replies)
+    rep = repetition(lines, replies, {i for i, r in enumerate(replies) if r.startswith("[")})
     for i, (line, reply) in enumerate(zip(lines, replies, strict=True)):
-        mark = "ECHO " if i in rep.echoes else "COPY " if i in rep.repeats else "FORM " if i in rep.formulas else "     "
+        marks = (("ECHO ", rep.echoes), ("COPY ", rep.repeats), ("FORM ", rep.formulas), ("TMPL ", rep.templates))
+        mark = next((m for m, idx in marks if i in idx), "     ")
         print(f"{mark}{line[:60]!r} -> {reply[:90]!r}")
     print(
         f"{llm.model_path.name}: {len(lines)} turns, {rep.distinct} distinct replies, {len(rep.repeats)} copied an "
         f"earlier reply, {len(rep.echoes)} read the user's line back, {len(rep.formulas)} closed with an earlier "
-        f"sentence's opening ({time.perf_counter() - t0:.0f} s)"
+        f"sentence's opening, {len(rep.templates)} opened as an earlier reply did ({time.perf_counter() - t0:.0f} s)"
     )
     if args.json:
         out = {"lines": lines, "replies": replies, "echoes": list(rep.echoes), "repeats": list(rep.repeats)}
-        out["formulas"] = list(rep.formulas)
+        out["formulas"], out["templates"] = list(rep.formulas), list(rep.templates)
         Path(args.json).write_text(json.dumps(out, indent=1))
 
 

@@ -16,6 +16,7 @@ from voiceloop.models import catalog
 QUESTIONS = Path(__file__).resolve().parents[1] / "examples" / "questions" / "questions.json"
 HEARD = Path(__file__).resolve().parents[1] / "examples" / "conversations" / "read_aloud_heard.txt"
 REMARKS = Path(__file__).resolve().parents[1] / "examples" / "conversations" / "remarks.txt"
+HEARD_S26 = Path(__file__).resolve().parents[1] / "examples" / "conversations" / "read_aloud_heard_s26.txt"
 
 QWEN_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -66,6 +67,21 @@ def test_reads_back_flags_a_line_said_back_not_a_restated_request():
     assert repetition(["a b c", "d e f"], formula).formulas == (1,)
 
 
+def test_repetition_flags_a_template_opening_not_a_short_or_tool_reply():
+    users = ["The cut is still bleeding.", "He was not a bad man.", "Seven of clubs.", "Set a timer.", "And one more."]
+    replies = [
+        "What's the subject of this passage?",
+        "What's the subject of this passage about?",  # a template: the first four words, a new last word
+        "What's the subject?",  # no longer than the opening: left to the copy checks
+        "I've set a timer for five minutes.",
+        "I've set a timer for ten minutes.",
+    ]
+    assert repetition(users, replies, tool_turns={3, 4}).templates == (1,)
+    assert repetition(users, replies).templates == (1, 4)
+    # The same line asked again may get the same opening.
+    assert repetition(["Hi there.", "Hi there."], ["Hello, how are you today?", "Hello, how are you doing?"]).templates == ()
+
+
 def test_a_later_sentence_that_opens_like_an_earlier_ones_ends_the_reply():
     stop = RepeatedSentenceStop(["That's nice. Is there anything else you need help with?"])
     pieces = ["That's", " great", " news", ".", " Is", " there", " any", "thing", " else", " you", " need", "?"]
@@ -102,6 +118,19 @@ def test_a_conversation_of_remarks_gets_replies_not_read_backs_or_a_formula(engi
     assert rep.echoes == () and rep.repeats == (), said
     # Before: "Did you have any other plans?" / "Is there anything else you need ...?" closed 17 of 24 replies.
     assert len(rep.formulas) <= 1, said
+    # Before session 26: "That sounds like a busy day." ... "That sounds like a tasty soup." (4 of 24).
+    assert len(rep.templates) <= 1, said
+
+
+@pytest.mark.models
+def test_book_lines_do_not_get_one_template_reply(engines):
+    """A live run of the real-speech session answered 19 lines in a row "What's the subject of this passage
+    ...?", each with a new last word (29 distinct replies, no 8-token copy). Those heard lines, text in: 5 replies
+    opened as an earlier one had before session 26's opening ban, 0 after."""
+    lines, replies = _converse(engines.llm, HEARD_S26)
+    rep = repetition(lines, replies)
+    assert len(rep.templates) <= 1, [(lines[i], replies[i]) for i in rep.templates]
+    assert rep.repeats == ()
 
 
 @pytest.mark.models

@@ -343,3 +343,32 @@ def test_copy_guard_sees_a_copy_spelled_with_other_tokens():
     assert g.choose([1, 2, 3, 4, 5, 9, 7], z) == 12  # "... Mr john Dashwood"
     assert g.choose([1, 2, 3, 4, 5, 9], z) == 8  # not the whole earlier reply yet
     assert g.choose([11], z) == 8  # one word: left alone
+
+
+def test_copy_guard_refuses_an_earlier_replys_opening_at_its_last_word():
+    """A reply may not open with the first four words of an earlier, longer reply ("What's the subject of this
+    passage ...?" to 19 lines in a row on the real-speech session); the token that begins the fourth word is
+    refused, whatever tokens spell the words before it, and the reply goes on another way."""
+    import numpy as np
+
+    from voiceloop.core.words import surface_words
+    from voiceloop.llm.speculative import CopyGuard
+
+    pieces = {0: "What", 1: "'s", 2: " the", 3: " subject", 4: " of", 5: " o", 6: " here", 7: "?", 8: " Whats", 9: " topic"}
+
+    def detok(ids: list[int]) -> str:
+        return "".join(pieces[i] for i in ids)
+
+    assert surface_words("What's the subject, of") == ["whats", "the", "subject", "of"]
+    g = CopyGuard([])
+    g.ban_opening(["What's the subject of this passage?", "Yes."], detok)
+    z = np.zeros(10, np.float32)
+    z[4], z[5], z[6] = 3.0, 2.0, 1.0
+    assert g.choose([0, 1, 2, 3], z) == 6  # " of" and " o" (a start of "of") are refused; " here" goes on
+    assert g.choose([8, 2, 3], z) == 6  # the same words in other tokens
+    assert g.choose([0, 1, 2, 9], z) == 4  # another opening: left alone
+    assert g.choose([0, 1, 2], z) == 4  # not at the opening's last word yet
+    assert g.choose([0, 1, 2, 3, 6], z) == 4  # the opening was decided at an earlier step
+    g = CopyGuard([])
+    g.ban_opening(["What's the subject?"], detok)  # an earlier reply no longer than the opening: ban_whole's
+    assert g.choose([0, 1, 2, 3], z) == 4

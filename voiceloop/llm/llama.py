@@ -315,23 +315,28 @@ class LlamaBackend(LLMBackend):
     def _detokenize(self, tokens: list[int]) -> str:
         return self.llm.detokenize(tokens).decode("utf-8", errors="ignore")
 
-    def _replies(self, history: list[Message], tools: list[dict] | None, user_text: str = "") -> list[str]:
+    def _replies(
+        self, history: list[Message], tools: list[dict] | None, user_text: str = "", *, plain: bool = False
+    ) -> list[str]:
         """The earlier replies a new one must not copy.
 
         Spoken replies only: a tool call the model wrote earlier may rightly be written again. Nor the replies to
         an earlier request the user has just repeated: someone who asks again (often after talking over the
         answer) should hear the answer again, not its first word (seen on a slow CPU over Twilio: "Sure,").
+        ``plain``: only replies written without a tool result before them (a report of a tool's result may open
+        the way the last one did: "I've set a timer for ...").
         """
         from ..metrics.wer import same_request
 
         kept = self._trim(history, tools)
-        out, request = [], None
+        out, request, prev = [], None, ""
         for m in kept:
             if m.role == "user":
                 request = m.content
-            elif m.role == "assistant" and "<tool_call>" not in m.content:
+            elif m.role == "assistant" and "<tool_call>" not in m.content and not (plain and prev == "tool"):
                 if request is None or not same_request(request, user_text):
                     out.append(m.content)
+            prev = m.role
         return out
 
     @property
@@ -730,6 +735,9 @@ class LlamaBackend(LLMBackend):
             matcher = StopMatcher(tuple(getattr(self.prompt, "stop", ())))
             said = self._replies(history, tools, user_text) if self.options.copy_guard else None
             self.decoder.guard = self._guard(said, user_text) if said is not None else None
+            if self.decoder.guard is not None and not after:
+                # A template opening said turn after turn with a new last word (not after a tool's result).
+                self.decoder.guard.ban_opening(self._replies(history, tools, user_text, plain=True), self._detokenize)
             repeated = RepeatedSentenceStop(said) if said is not None else None
             eos = self.llm.token_eos()
             out_ids: list[int] = []

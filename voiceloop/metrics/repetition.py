@@ -9,9 +9,10 @@ else; the same question asked twice may get the same answer.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
+from ..core.words import surface_words
 from .wer import normalize
 
 
@@ -26,10 +27,18 @@ class RepetitionReport:
     formulas: tuple[int, ...] = ()
     """Indices of replies with a later sentence that opens (three words) like a sentence of an earlier reply: a
     closing formula ("Is there anything else you need ...?") said turn after turn."""
+    templates: tuple[int, ...] = ()
+    """Indices of replies that open with the first four words (as written, ``surface_words``) of an earlier,
+    longer reply to another line: a template with a new last word ("What's the subject of this passage about?" ...
+    "... by?")."""
 
     @property
     def distinct_ratio(self) -> float:
         return self.distinct / self.replies if self.replies else 1.0
+
+
+TEMPLATE_WORDS = 4
+"""A reply that opens with this many words of an earlier one is a template (``RepetitionReport.templates``)."""
 
 
 def _key(text: str) -> tuple[str, ...]:
@@ -77,13 +86,18 @@ def reads_back(user: str, reply: str) -> bool:
     return not (asked and added)
 
 
-def repetition(user_texts: Sequence[str], replies: Sequence[str]) -> RepetitionReport:
-    """Flag every reply equal (in words) to an earlier reply given to a different user line."""
+def repetition(user_texts: Sequence[str], replies: Sequence[str], tool_turns: Collection[int] = ()) -> RepetitionReport:
+    """Flag every reply equal (in words) to an earlier reply given to a different user line.
+
+    ``tool_turns``: replies that report a tool's result; they may open alike ("I've set a timer for ..."), so
+    they are not judged as templates, nor held against later replies as one."""
     seen: dict[tuple[str, ...], set[tuple[str, ...]]] = {}
     repeats = []
     echoes = []
     formulas = []
     openings: set[tuple[str, ...]] = set()
+    starts: dict[tuple[str, ...], set[tuple[str, ...]]] = {}
+    templates = []
     keys = []
     for i, (user, reply) in enumerate(zip(user_texts, replies, strict=True)):
         r, u = _key(reply), _key(user)
@@ -96,6 +110,12 @@ def repetition(user_texts: Sequence[str], replies: Sequence[str]) -> RepetitionR
         if any(o in openings for o in said[1:]):  # the first sentence may open as any earlier one did
             formulas.append(i)
         openings.update(o for o in said if len(o) == 3)
+        w = surface_words(reply)
+        if len(w) > TEMPLATE_WORDS and i not in tool_turns:
+            start = starts.setdefault(tuple(w[:TEMPLATE_WORDS]), set())
+            if start and u not in start:
+                templates.append(i)
+            start.add(u)
         asked = seen.setdefault(r, set())
         if asked and u not in asked:
             repeats.append(i)
@@ -106,4 +126,5 @@ def repetition(user_texts: Sequence[str], replies: Sequence[str]) -> RepetitionR
         repeats=tuple(repeats),
         echoes=tuple(echoes),
         formulas=tuple(formulas),
+        templates=tuple(templates),
     )

@@ -304,7 +304,17 @@ def build_report(
         "input_lag_ms": budgeter.input_lag,
     }
     groups = [[t] for t in answered] if separate else [answered]
-    reps = [(g, repetition([t["transcript"] or "" for t in g], [_said(t) for t in g])) for g in groups]
+    reps = [
+        (
+            g,
+            repetition(
+                [t["transcript"] or "" for t in g],
+                [_said(t) for t in g],
+                {i for i, t in enumerate(g) if any("name" in c for c in t.get("tools") or [])},
+            ),
+        )
+        for g in groups
+    ]
     distinct = {tuple(normalize(t["reply"])) for t in answered if t["reply"] and normalize(t["reply"])}
     summary["replies"] = {
         "n": sum(r.replies for _, r in reps),
@@ -312,12 +322,15 @@ def build_report(
         "repeats": sum(len(r.repeats) for _, r in reps),
         "echoes": sum(len(r.echoes) for _, r in reps),
         "formulas": sum(len(r.formulas) for _, r in reps),
+        "templates": sum(len(r.templates) for _, r in reps),
     }
     for g, r in reps:
         for i in r.repeats:
             g[i]["repeat"] = True
         for i in r.echoes:
             g[i]["echo"] = True
+        for i in r.templates:
+            g[i]["template"] = True
     refd = [t for t in turns if "reference" in t]
     if refd:
         summary["wer"] = wer([t["reference"] for t in refd], [t["transcript"] for t in refd])
@@ -364,7 +377,8 @@ def format_table(report: dict[str, Any]) -> str:
         r = s["replies"]
         lines.append(
             f"replies: {r['distinct']} distinct of {r['n']}, {r['repeats']} copied an earlier reply, "
-            f"{r.get('echoes', 0)} read the user's line back, {r.get('formulas', 0)} closed with an earlier opening"
+            f"{r.get('echoes', 0)} read the user's line back, {r.get('formulas', 0)} closed with an earlier opening, "
+            f"{r.get('templates', 0)} opened as an earlier reply did"
         )
     if "stalls" in s:
         st = s["stalls"]
