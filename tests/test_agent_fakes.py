@@ -92,6 +92,47 @@ async def test_pause_inside_sentence_discards_preemption_then_commits(data_dir):
     engines.close()
 
 
+class YieldingLLM(FakeLLM):
+    """Records when the agent asks background work to yield to a reply, and when it lets it go on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log: list[str] = []
+
+    def yield_to_reply(self) -> None:
+        self.log.append("yield")
+
+    def resume_background(self) -> None:
+        self.log.append("resume")
+
+    def stream(self, history, user_text, *, stop=None, max_tokens=64, stats=None):
+        self.log.append("stream")
+        yield from super().stream(history, user_text, stop=stop, max_tokens=max_tokens, stats=stats)
+
+
+async def test_a_pause_stops_background_prefill_and_going_on_lets_it_run_again(data_dir):
+    """At a pause the final ASR pass and the audio model are on the critical path, so a prefill of the words so
+    far must yield at once, before the reply asks for the model; when the user goes on, no reply comes, and the
+    prefill of the rest of the sentence may run again (otherwise it would stay off until the next reply)."""
+    speech = read_audio_16k(data_dir / "voice2json_would_you_please_turn_on_living_room_lamp.wav")
+    half = speech.shape[0] // 2
+    audio = np.concatenate([speech[:half], np.zeros(8000, np.float32), speech[half:], np.zeros(3 * 16000, np.float32)])
+    llm = YieldingLLM()
+    engines = Engines(asr=FakeASR(split_s=half / 16000 + 0.4), llm=llm, tts=FakeTTS())
+    clock = MonotonicClock()
+    agent = VoiceAgent(engines=engines, options=AgentOptions(prefill=False), clock=clock)
+    events = [ev async for ev in agent.process(_frames(audio, clock))]
+    rec = next(e.record for e in events if isinstance(e, TurnMetrics))
+    assert rec.discarded >= 1
+    log = llm.log
+    # Every pause yields before anything else; the pause the user spoke through is followed by a resume.
+    assert log[0] == "yield" and "resume" in log, log
+    first_resume = log.index("resume")
+    assert "yield" in log[first_resume:], log  # the final pause yields again
+    assert log[-1] == "stream" and log[-2] in ("yield", "stream"), log
+    engines.close()
+
+
 class BusyLLM(FakeLLM):
     """Reads end-of-turn signals with its prompt (like the llama backend) and is still busy with earlier work
     when the first reply is asked for."""

@@ -342,3 +342,13 @@ def test_a_prefill_does_not_start_while_a_reply_waits(engines):
     "".join(llm.stream(history, "What is the capital of Spain?", max_tokens=8))  # the reply takes the model
     llm.prefill([*history, Message("user", "What is the capital of Spain?"), Message("assistant", "Madrid.")], "")
     assert llm.llm.n_tokens > before  # and prefills run again after it
+    # A pause yields too (the final ASR pass must have the core); when the user goes on instead, no reply comes to
+    # withdraw it, and the agent lets prefills run again.
+    history = [*history, Message("user", "What is the capital of Spain?"), Message("assistant", "Madrid.")]
+    before = llm.llm.n_tokens
+    llm.yield_to_reply()
+    llm.prefill(history, "And what about the capital of")
+    assert llm.llm.n_tokens == before
+    llm.resume_background()
+    llm.prefill(history, "And what about the capital of")
+    assert llm.llm.n_tokens > before

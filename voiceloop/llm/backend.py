@@ -105,3 +105,7 @@ class LLMBackend(ABC):
         """A reply is about to be generated: cut short background work (prefill) at its next step.
 
         Called from the event loop, so it only sets a flag; thread-safe."""
+
+    def resume_background(self) -> None:  # noqa: B027 - optional
+        """The reply ``yield_to_reply`` announced will not come (the user went on): background work may run again.
+        Thread-safe."""

@@ -713,6 +713,9 @@ class LlamaBackend(LLMBackend):
     def yield_to_reply(self) -> None:
         self._reply_waiting.set()
 
+    def resume_background(self) -> None:
+        self._reply_waiting.clear()
+
     def stream(
         self,
         history: list[Message],

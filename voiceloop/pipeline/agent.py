@@ -395,6 +395,7 @@ class VoiceAgent(Stage[AudioFrame, Event]):
         if self._job is not None:
             self._job.cancel()
             self._job = None
+            self.engines.llm.resume_background()
         self._state = _State.IDLE
         self._utt = []
         self._voiced_run = 0
@@ -499,6 +500,7 @@ class VoiceAgent(Stage[AudioFrame, Event]):
                 self._pause_texts.append(self._job.transcript)
             self._job.cancel()
             self._job = None
+            self.engines.llm.resume_background()  # the reply it announced will not come: prefill may go on
             assert self._record is not None
             self._record.discarded += 1
 

@@ -169,7 +169,14 @@ class ReplyJob:
                 if result is None:
                     self.marks["asr_start"] = self._now()
                     fn = eng.asr.transcribe if self.asr_mode == "sized" else eng.asr.transcribe_full
-                    result = await loop.run_in_executor(eng.asr_executor, fn, self._audio)
+
+                    def run(audio: np.ndarray, fn: Callable[[np.ndarray], AsrResult] = fn) -> AsrResult:
+                        # When the pass really began: the ASR's one thread may still be busy with a streaming
+                        # pass of the same speech, and that wait is part of the asr stage.
+                        self.marks["asr_run"] = self._now()
+                        return fn(audio)
+
+                    result = await loop.run_in_executor(eng.asr_executor, run, self._audio)
                 if eng.asr.wants_second_opinion(result):
                     self.marks["asr_second_start"] = self._now()
                     result = await loop.run_in_executor(eng.asr_executor, eng.asr.second_opinion, self._audio, result)
@@ -252,6 +259,10 @@ class ReplyJob:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         eng = self.agent.engines
+        if self.held:
+            # The pause: a prefill of the words so far (one core) would now slow the final ASR pass and the audio
+            # model, both on the critical path; its words go into the reply's own batch instead, on every core.
+            eng.llm.yield_to_reply()
         if self.held and eng.turn_audio is not None:
             # The audio model hears the pause now, beside the ASR pass (its own thread).
             self._audio_p = loop.run_in_executor(eng.turn_executor, eng.turn_audio.probability, self._audio)
