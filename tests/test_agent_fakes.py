@@ -64,17 +64,21 @@ async def _frames(audio: np.ndarray, clock: MonotonicClock):
         yield AudioFrame.from_float32(audio[i : i + step], 16000, t0 + i * 62_500)
 
 
-async def test_pause_inside_sentence_discards_preemption_then_commits(data_dir):
+async def _lamp_with_a_pause(data_dir, llm: LLMBackend) -> tuple[list, Engines]:
+    """The lamp request ("Would you please turn on … the lamp?") with a 500 ms pause inside: long enough for a
+    preemptive start, shorter than the 700 ms the policy waits after an unfinished-sounding transcript. Returns the
+    agent's events."""
     speech = read_audio_16k(data_dir / "voice2json_would_you_please_turn_on_living_room_lamp.wav")
     half = speech.shape[0] // 2
-    # A 500 ms pause inside the sentence: long enough for a preemptive start, shorter than
-    # the 700 ms the policy waits after an unfinished-sounding transcript.
     audio = np.concatenate([speech[:half], np.zeros(8000, np.float32), speech[half:], np.zeros(3 * 16000, np.float32)])
-    llm = FakeLLM()
     engines = Engines(asr=FakeASR(split_s=half / 16000 + 0.4), llm=llm, tts=FakeTTS())
     clock = MonotonicClock()
     agent = VoiceAgent(engines=engines, options=AgentOptions(prefill=False), clock=clock)
-    events = [ev async for ev in agent.process(_frames(audio, clock))]
+    return [ev async for ev in agent.process(_frames(audio, clock))], engines
+
+
+async def test_pause_inside_sentence_discards_preemption_then_commits(data_dir):
+    events, engines = await _lamp_with_a_pause(data_dir, FakeLLM())
     metrics = [e for e in events if isinstance(e, TurnMetrics)]
     assert len(metrics) == 1, [e.type for e in events]
     rec = metrics[0].record
@@ -114,14 +118,8 @@ async def test_a_pause_stops_background_prefill_and_going_on_lets_it_run_again(d
     """At a pause the final ASR pass and the audio model are on the critical path, so a prefill of the words so
     far must yield at once, before the reply asks for the model; when the user goes on, no reply comes, and the
     prefill of the rest of the sentence may run again (otherwise it would stay off until the next reply)."""
-    speech = read_audio_16k(data_dir / "voice2json_would_you_please_turn_on_living_room_lamp.wav")
-    half = speech.shape[0] // 2
-    audio = np.concatenate([speech[:half], np.zeros(8000, np.float32), speech[half:], np.zeros(3 * 16000, np.float32)])
     llm = YieldingLLM()
-    engines = Engines(asr=FakeASR(split_s=half / 16000 + 0.4), llm=llm, tts=FakeTTS())
-    clock = MonotonicClock()
-    agent = VoiceAgent(engines=engines, options=AgentOptions(prefill=False), clock=clock)
-    events = [ev async for ev in agent.process(_frames(audio, clock))]
+    events, engines = await _lamp_with_a_pause(data_dir, llm)
     rec = next(e.record for e in events if isinstance(e, TurnMetrics))
     assert rec.discarded >= 1
     log = llm.log
