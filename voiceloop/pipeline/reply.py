@@ -170,7 +170,7 @@ class ReplyJob:
                     self.marks["asr_start"] = self._now()
                     fn = eng.asr.transcribe if self.asr_mode == "sized" else eng.asr.transcribe_full
 
-                    def run(audio: np.ndarray, fn: Callable[[np.ndarray], AsrResult] = fn) -> AsrResult:
+                    def run(audio: np.ndarray) -> AsrResult:
                         # When the pass really began: the ASR's one thread may still be busy with a streaming
                         # pass of the same speech, and that wait is part of the asr stage.
                         self.marks["asr_run"] = self._now()
