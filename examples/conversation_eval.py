@@ -40,6 +40,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from voiceloop.cli.llm_args import resolve_model
+    from voiceloop.llm.backend import GenerationStats
     from voiceloop.llm.llama import LlamaBackend, LlamaOptions
     from voiceloop.llm.prompt import Message
 
@@ -63,9 +64,14 @@ def main() -> None:
         runner = ToolRunner([*builtin_tools(), *Timers().tools()])
         schemas = runner.schemas()
     n = AgentOptions().max_reply_tokens
+    redone = []  # replies decoded again because they read the line back (voiceloop.llm.readback)
     for line in lines:
         after: list[Message] = []
-        reply = "".join(llm.stream(history, line, max_tokens=n, **({"tools": schemas} if schemas else {}))).strip()
+        st = GenerationStats()
+        reply = "".join(llm.stream(history, line, max_tokens=n, stats=st, **({"tools": schemas} if schemas else {})))
+        reply = reply.strip()
+        if st.read_back_retries:
+            redone.append(len(replies))
         if runner is not None:
             import asyncio
 
@@ -84,16 +90,21 @@ def main() -> None:
     rep = repetition(lines, replies, {i for i, r in enumerate(replies) if r.startswith("[")})
     for i, (line, reply) in enumerate(zip(lines, replies, strict=True)):
         marks = (("ECHO ", rep.echoes), ("COPY ", rep.repeats), ("FORM ", rep.formulas), ("TMPL ", rep.templates))
+        marks += (("RUT  ", rep.ruts),)
         mark = next((m for m, idx in marks if i in idx), "     ")
-        print(f"{mark}{line[:60]!r} -> {reply[:90]!r}")
+        print(f"{mark}{line[:60]!r} -> {reply[:90]!r}{'  (decoded again: read the line back)' if i in redone else ''}")
     print(
         f"{llm.model_path.name}: {len(lines)} turns, {rep.distinct} distinct replies, {len(rep.repeats)} copied an "
         f"earlier reply, {len(rep.echoes)} read the user's line back, {len(rep.formulas)} closed with an earlier "
-        f"sentence's opening, {len(rep.templates)} opened as an earlier reply did ({time.perf_counter() - t0:.0f} s)"
+        f"sentence's opening, {len(rep.templates)} opened as an earlier reply did, "
+        f"{len(rep.ruts)} opened as the two before; {len(redone)} decoded again unheard "
+        f"after reading the line back ({time.perf_counter() - t0:.0f} s)"
     )
     if args.json:
         out = {"lines": lines, "replies": replies, "echoes": list(rep.echoes), "repeats": list(rep.repeats)}
         out["formulas"], out["templates"] = list(rep.formulas), list(rep.templates)
+        out["ruts"] = list(rep.ruts)
+        out["decoded_again"] = redone
         Path(args.json).write_text(json.dumps(out, indent=1))
 
 

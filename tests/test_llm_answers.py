@@ -17,6 +17,7 @@ QUESTIONS = Path(__file__).resolve().parents[1] / "examples" / "questions" / "qu
 HEARD = Path(__file__).resolve().parents[1] / "examples" / "conversations" / "read_aloud_heard.txt"
 REMARKS = Path(__file__).resolve().parents[1] / "examples" / "conversations" / "remarks.txt"
 HEARD_S26 = Path(__file__).resolve().parents[1] / "examples" / "conversations" / "read_aloud_heard_s26.txt"
+HEARD_S26B = Path(__file__).resolve().parents[1] / "examples" / "conversations" / "read_aloud_heard_s26b.txt"
 
 QWEN_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -82,6 +83,22 @@ def test_repetition_flags_a_template_opening_not_a_short_or_tool_reply():
     assert repetition(["Hi there.", "Hi there."], ["Hello, how are you today?", "Hello, how are you doing?"]).templates == ()
 
 
+def test_repetition_flags_a_rut_of_three_openings_in_a_row():
+    users = ["Seven of clubs.", "Yes", "No.", "A micraft.", "Five.", "Set a timer.", "And one more.", "Hi."]
+    replies = [
+        "What does seven of clubs mean?",
+        "What does yes mean?",
+        "What does no mean?",  # the third in a row: a rut with a slot in it
+        "What does a micraft mean?",
+        "Five is a number.",
+        "What does it do?",
+        "What does it say?",
+        "What does hi mean?",
+    ]
+    assert repetition(users, replies).ruts == (2, 3, 7)
+    assert repetition(users, replies, tool_turns={6}).ruts == (2, 3)  # a tool's report is not judged
+
+
 def test_a_later_sentence_that_opens_like_an_earlier_ones_ends_the_reply():
     stop = RepeatedSentenceStop(["That's nice. Is there anything else you need help with?"])
     pieces = ["That's", " great", " news", ".", " Is", " there", " any", "thing", " else", " you", " need", "?"]
@@ -96,14 +113,19 @@ def test_a_later_sentence_that_opens_like_an_earlier_ones_ends_the_reply():
     assert stop.feed("Ok. Then") == "Ok. " and stop.feed(" we go on") == "Then we go on"
 
 
-def _converse(llm, path: Path) -> tuple[list[str], list[str]]:
+def _converse(llm, path: Path, stats: list | None = None) -> tuple[list[str], list[str]]:
     """The file's lines as one conversation through the real model, as the agent holds it."""
+    from voiceloop.llm.backend import GenerationStats
+
     lines = [ln for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
     history: list[Message] = []
     replies = []
     for line in lines:
-        reply = "".join(llm.stream(history, line, max_tokens=48)).strip()
+        st = GenerationStats()
+        reply = "".join(llm.stream(history, line, max_tokens=48, stats=st)).strip()
         replies.append(reply)
+        if stats is not None:
+            stats.append(st)
         history += [Message("user", line), Message("assistant", reply)]
     return lines, replies
 
@@ -131,6 +153,22 @@ def test_book_lines_do_not_get_one_template_reply(engines):
     rep = repetition(lines, replies)
     assert len(rep.templates) <= 1, [(lines[i], replies[i]) for i in rep.templates]
     assert rep.repeats == ()
+
+
+@pytest.mark.models
+def test_short_lines_are_not_said_back_whole(engines):
+    """Another hearing of the real-speech lines: before session 27 the default said three of them back whole
+    ("Seven of clubs." -> "7 of clubs.", the card lines, the TIMIT sentence), short lines the user-line n-gram ban
+    is too long to see. Such a reply is now thrown away unheard and decoded again with its opening refused."""
+    stats: list = []
+    lines, replies = _converse(engines.llm, HEARD_S26B, stats)
+    rep = repetition(lines, replies)
+    assert rep.echoes == (), [(lines[i], replies[i]) for i in rep.echoes]
+    assert rep.repeats == ()
+    redone = [i for i, st in enumerate(stats) if st.read_back_retries]
+    assert redone, "no reply was decoded again: the check never fired on lines it was read back before"
+    for i in redone:  # what was said instead is an answer, not the line with a word changed
+        assert replies[i] and not reads_back(lines[i], replies[i]), (lines[i], replies[i])
 
 
 @pytest.mark.models

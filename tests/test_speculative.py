@@ -372,3 +372,58 @@ def test_copy_guard_refuses_an_earlier_replys_opening_at_its_last_word():
     g = CopyGuard([])
     g.ban_opening(["What's the subject?"], detok)  # an earlier reply no longer than the opening: ban_whole's
     assert g.choose([0, 1, 2, 3], z) == 4
+
+
+def test_copy_guard_refuses_a_thrown_away_first_word_in_any_spelling():
+    """A reply decoded again after reading the user's line back may not open with the line's first word, whatever
+    tokens spell it ("Seven", "7", "S" + "even"); later in the reply the word is free."""
+    import numpy as np
+
+    from voiceloop.llm.speculative import CopyGuard
+
+    pieces = {0: "Seven", 1: "7", 2: "S", 3: "even", 4: "The", 5: " seven", 6: '"', 7: " of"}
+
+    def detok(ids: list[int]) -> str:
+        return "".join(pieces[i] for i in ids)
+
+    g = CopyGuard([])
+    z = np.arange(8, dtype=np.float32)[::-1].copy()  # the model prefers the lower ids ...
+    z[3] = -1.0  # ... but not "even" as a reply's first word
+    assert g.choose([], z) == 0
+    g.ban_first_word({"seven", "7"}, detok)
+    assert g.choose([], z) == 4  # "Seven", "7" and "S" (it may become "Seven") refused; "The" goes
+    z2 = np.zeros(8, np.float32)
+    z2[3], z2[4] = 9.0, 5.0
+    assert g.choose([2], z2) == 4  # "S" + "even" refused too
+    assert g.choose([6], z) == 4  # after an opening quote the first word is still being chosen
+    assert g.choose([4], z) == 0 and g.choose([4, 5], z) == 0  # later words are free
+
+
+def test_read_back_check_holds_while_the_reply_follows_the_line():
+    from voiceloop.llm.readback import ReadBackCheck, prefix_distance
+
+    assert prefix_distance(["a", "b", "c"], ["a", "b"]) == 0 and prefix_distance(["a", "b", "c"], ["a", "x"]) == 1
+    c = ReadBackCheck("Seven of clubs.")
+    assert c.applies and c.budget == 0
+    assert c.verdict("7") is None and c.verdict("7 of clu") is None  # the last word may not be whole yet
+    assert c.verdict("7 of clubs.") is None  # "7 of clubs. ..." or the end: not known yet
+    assert c.verdict("7 of clubs.", final=True) is True
+    assert c.verdict("7 of clubs. What next?") is True  # the first sentence is the line
+    assert c.verdict("7 of clubs is a") is None  # the line may still make most of the sentence
+    assert c.verdict("Seven of clubs is 7.", final=True) is True  # mostly the line
+    assert c.verdict("7 of clubs is the rank of") is False  # it says more: released at once
+    assert c.verdict("7 of clubs is the rank of a card in poker.", final=True) is False
+    assert c.verdict("The seven") is None  # one word may lead in
+    assert c.verdict("The seven of clubs.", final=True) is True
+    assert c.verdict("The queen") is False and c.verdict("Sure, seven") is False  # set off by a mark: its own
+    assert c.verdict("Sev") is None and c.verdict("Sure ") is None and c.verdict("Sure to") is False
+    assert c.verdict("Sure,") is False
+    assert c.verdict("Seven of hearts.", final=True) is False
+    # A word in five may be heard or said differently.
+    long = ReadBackCheck("She had your dog suit in greasy wash for all year.")
+    assert long.budget == 2 and long.verdict("She had your dog suit in greasy wash for a year. It") is True
+    # Restating a question with the answer in the question word's place answers it.
+    q = ReadBackCheck("Which animal is known as the king of the jungle?")
+    assert q.verdict("Lion is known as the king of the jungle.", final=True) is False
+    # One or two words are answered in kind.
+    assert not ReadBackCheck("Good night.").applies

@@ -30,6 +30,8 @@ class GenerationStats:
     accepted_tokens: int = 0
     cancelled: bool = False
     finish_reason: str = ""
+    read_back_retries: int = 0
+    """Replies thrown away unheard because they read the user's line back (``voiceloop.llm.readback``)."""
     call_probability: float | None = None
     """The model's probability of opening a tool call (read on the request alone); None when no tools were offered."""
     call_judged: float | None = None

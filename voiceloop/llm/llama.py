@@ -13,9 +13,11 @@ from typing import Literal
 
 import numpy as np
 
+from ..core.words import surface_words
 from ..errors import ConfigError, ModelNotFoundError
 from .backend import GenerationStats, LLMBackend
 from .prompt import RECAP_CALL, ChatTemplatePrompt, Message, TranscriptPrompt, split_system
+from .readback import ReadBackCheck
 from .side_sequence import SideSequence
 from .speculative import (
     CopyGuard,
@@ -35,6 +37,9 @@ from .speculative import (
 from .stops import RepeatedSentenceStop, StopMatcher
 
 log = logging.getLogger("voiceloop.llm")
+READ_BACK_RETRIES = 2
+"""How many times a reply that read the user's line back is decoded again, each time without the line's first word
+and the word it opened with."""
 JUDGE_SEQ = 2
 """The call judge's sequence in the llama context (0: the conversation, 1: the request alone)."""
 SIDE_CELLS = 512
@@ -815,54 +820,92 @@ class LlamaBackend(LLMBackend):
                     # Nor open one later: seen after a dropped unsure call, "\n<tool_call>…" cut off by the token
                     # limit, so the user heard only the filler.
                     self.decoder.guard.ban_token(self._tag_id)
-            gen = self.decoder.generate(
-                tokens, max_tokens=max_tokens, stop=stop, stats=st, first_logits=first, reused=reused
-            )
-            try:
-                for token in gen:
-                    now = time.perf_counter_ns()
-                    if not t_first:
-                        t_first = now
-                        st.ttft_ms = (now - t0) / 1e6
-                    if stop is not None and stop.is_set():
-                        st.cancelled = True
-                        st.finish_reason = "cancelled"
-                        break
-                    if token == eos or self._is_eog(token):
-                        st.finish_reason = "eos"
-                        break
-                    out_ids.append(token)
-                    st.decode_tokens = len(out_ids)
-                    st.decode_ms = (now - t_first) / 1e6
-                    raw = self.llm.detokenize(out_ids)
-                    try:
-                        text = raw.decode("utf-8")
-                    except UnicodeDecodeError:
-                        continue  # a multi-byte character is split across tokens
-                    piece, emitted = text[emitted:], len(text)
-                    released = matcher.feed(piece)
-                    if released and repeated is not None:
-                        released = repeated.feed(released)
-                    if released:
-                        yield released
-                    if matcher.stopped or (repeated is not None and repeated.stopped):
-                        st.finish_reason = "stop"
-                        break
-                    if len(out_ids) >= max_tokens:
-                        st.finish_reason = "length"
-                        break
-                else:
-                    if stop is not None and stop.is_set():
-                        st.cancelled, st.finish_reason = True, "cancelled"
+            # A short line said back whole ("Seven of clubs." -> "7 of clubs."): the reply is held while its first
+            # sentence follows the line and decoded again, its opening refused, if it is the line (``readback``).
+            check = ReadBackCheck(user_text) if (self.decoder.guard is not None and not after) else None
+            for attempt in range(READ_BACK_RETRIES + 1):
+                if attempt:
+                    # The line's first word, and the word the thrown-away reply led in with ("The seven of clubs.").
+                    led = surface_words(self._detokenize(out_ids))[:1]
+                    self.decoder.guard.ban_first_word(check.first_forms | set(led), self._detokenize)
+                    self.llm.n_tokens = len(tokens)  # the prompt's KV stays; the thrown-away reply goes
+                    self.llm._ctx.kv_cache_seq_rm(-1, len(tokens), -1)
+                    st.read_back_retries = attempt
+                    log.debug("reply read the line back (%r); decoding again, its opening refused", user_text)
+                    matcher = StopMatcher(tuple(getattr(self.prompt, "stop", ())))
+                    repeated = RepeatedSentenceStop(said) if said is not None else None
+                    out_ids, emitted = [], 0
+                held = check if (check is not None and check.applies and attempt < READ_BACK_RETRIES) else None
+                text_so_far = ""
+                gen = self.decoder.generate(
+                    tokens,
+                    max_tokens=max_tokens,
+                    stop=stop,
+                    stats=st,
+                    first_logits=first,
+                    reused=len(tokens) if attempt else reused,
+                )
+                read_back = False
+                try:
+                    for token in gen:
+                        now = time.perf_counter_ns()
+                        if not t_first:
+                            t_first = now
+                            st.ttft_ms = (now - t0) / 1e6
+                        if stop is not None and stop.is_set():
+                            st.cancelled = True
+                            st.finish_reason = "cancelled"
+                            break
+                        if token == eos or self._is_eog(token):
+                            st.finish_reason = "eos"
+                            break
+                        out_ids.append(token)
+                        st.decode_tokens = len(out_ids)
+                        st.decode_ms = (now - t_first) / 1e6
+                        raw = self.llm.detokenize(out_ids)
+                        try:
+                            text = raw.decode("utf-8")
+                        except UnicodeDecodeError:
+                            continue  # a multi-byte character is split across tokens
+                        piece, emitted = text[emitted:], len(text)
+                        released = matcher.feed(piece)
+                        if released and repeated is not None:
+                            released = repeated.feed(released)
+                        if released and held is not None:
+                            text_so_far += released
+                            verdict = held.verdict(text_so_far)
+                            if verdict:
+                                read_back = True
+                                break
+                            released = "" if verdict is None else text_so_far
+                            if verdict is not None:
+                                held = None
+                        if released:
+                            yield released
+                        if matcher.stopped or (repeated is not None and repeated.stopped):
+                            st.finish_reason = "stop"
+                            break
+                        if len(out_ids) >= max_tokens:
+                            st.finish_reason = "length"
+                            break
                     else:
-                        st.finish_reason = st.finish_reason or "length"
-            finally:
-                gen.close()
-            tail = matcher.flush()
-            if repeated is not None:
-                tail = repeated.feed(tail) + repeated.flush()
-            if tail and not st.cancelled:
-                yield tail
+                        if stop is not None and stop.is_set():
+                            st.cancelled, st.finish_reason = True, "cancelled"
+                        else:
+                            st.finish_reason = st.finish_reason or "length"
+                finally:
+                    gen.close()
+                if read_back:
+                    continue
+                tail = matcher.flush()
+                if repeated is not None:
+                    tail = repeated.feed(tail) + repeated.flush()
+                if held is not None and not st.cancelled and held.verdict(text_so_far + tail, final=True):
+                    continue  # the whole reply was the line: decode again
+                tail = (text_so_far if held is not None else "") + tail
+                if tail and not st.cancelled:
+                    yield tail
+                return
 
 
 def _load(

@@ -430,8 +430,9 @@ class CopyGuard:
     def __init__(self, sources: list[list[int]], user: list[int] | None = None, *, n: int = 8, n_user: int = 10) -> None:
         self._tables: list[tuple[int, dict[tuple[int, ...], set[int]]]] = []
         self._whole_text: dict[str, frozenset[int]] = {}
-        self._openings: dict[tuple[str, ...], set[str]] = {}
-        self._opening_words = 0
+        self._openings: dict[int, dict[tuple[str, ...], set[str]]] = {}
+        """Banned openings by their length in words: the words before the last, and the last words refused."""
+        self._first_words: frozenset[str] = frozenset()
         self._detokenize: Callable[[list[int]], str] | None = None
         for seqs, size in ((sources, n), ([user] if user else [], n_user)):
             table: dict[tuple[int, ...], set[int]] = {}
@@ -470,18 +471,38 @@ class CopyGuard:
         for text in texts:
             ws = surface_words(text)
             if len(ws) > words:
-                self._openings.setdefault(tuple(ws[: words - 1]), set()).add(ws[words - 1])
+                self._ban_words(ws[:words])
         if self._openings:
-            self._opening_words = words
             self._detokenize = detokenize
+
+    def _ban_words(self, opening: Sequence[str]) -> None:
+        self._openings.setdefault(len(opening), {}).setdefault(tuple(opening[:-1]), set()).add(opening[-1])
 
     def _opens_as_before(self, reply: list[int], token: int) -> bool:
         assert self._detokenize is not None
         ws = surface_words(self._detokenize([*reply, token]))
-        if len(ws) != self._opening_words:
-            return False  # the opening is not at its last word yet, or was decided at an earlier step
-        last = self._openings.get(tuple(ws[:-1]))
+        # Judged when the token begins an opening's last word: before, it is not there yet; after, it was decided.
+        last = self._openings.get(len(ws), {}).get(tuple(ws[:-1]))
         return last is not None and any(w.startswith(ws[-1]) for w in last)
+
+    def ban_first_word(self, forms: Collection[str], detokenize: Callable[[list[int]], str]) -> None:
+        """Never open the reply with this word, in any of its ``forms`` (surface words: "seven", "7") or any
+        tokens that spell it: a reply thrown away for reading the user's line back is decoded again without the
+        line's first word (``readback``), or it finds another spelling of the same read-back ("Seven" -> "7")."""
+        self._first_words |= frozenset(forms)
+        self._detokenize = detokenize
+
+    def _opens_with_banned_word(self, reply: list[int], token: int) -> bool:
+        assert self._detokenize is not None
+        ws = surface_words(self._detokenize([*reply, token]))
+        # Judged while the first word is being written; a token that could still become it is refused.
+        return len(ws) == 1 and any(f.startswith(ws[0]) for f in self._first_words)
+
+    def _refused(self, reply: list[int], token: int) -> bool:
+        """Banned by the guard's rules read on text (the openings), not by token runs."""
+        if self._openings and self._opens_as_before(reply, token):
+            return True
+        return bool(self._first_words) and self._opens_with_banned_word(reply, token)
 
     def ban_token(self, token: int) -> None:
         """Never write this token anywhere in the reply (e.g. a tool call's tag after the decision said no)."""
@@ -498,17 +519,17 @@ class CopyGuard:
 
     def choose(self, reply: list[int], logits: np.ndarray) -> int:
         best = int(logits.argmax())
-        if not self._tables and not self._whole_text and not self._openings:
+        if not self._tables and not self._whole_text and not self._openings and not self._first_words:
             return best
         banned = self.banned(reply)
-        if best not in banned and not (self._openings and self._opens_as_before(reply, best)):
+        if best not in banned and not self._refused(reply, best):
             return best
         masked = logits.copy()
         masked[list(banned)] = -np.inf
-        # The opening ban is read on the candidate's text, so it is tried on the best few, not on the vocabulary.
+        # The opening bans are read on the candidate's text, so they are tried on the best few, not on the vocabulary.
         for _ in range(32):
             best = int(masked.argmax())
-            if not (self._openings and self._opens_as_before(reply, best)):
+            if not self._refused(reply, best):
                 return best
             masked[best] = -np.inf
         return int(masked.argmax())

@@ -31,6 +31,9 @@ class RepetitionReport:
     """Indices of replies that open with the first four words (as written, ``surface_words``) of an earlier,
     longer reply to another line: a template with a new last word ("What's the subject of this passage about?" ...
     "... by?")."""
+    ruts: tuple[int, ...] = ()
+    """Indices of replies that open with the same first two words as each of the two replies before them (not
+    after a tool's result): a rut with a slot in it ("What does yes mean?", "What does no mean?", ...)."""
 
     @property
     def distinct_ratio(self) -> float:
@@ -38,6 +41,8 @@ class RepetitionReport:
 
 
 TEMPLATE_WORDS = 4
+RUT_WORDS, RUT_RUN = 2, 3
+"""A reply that opens with the same ``RUT_WORDS`` words as the ``RUT_RUN - 1`` replies before it is in a rut."""
 """A reply that opens with this many words of an earlier one is a template (``RepetitionReport.templates``)."""
 
 
@@ -45,7 +50,7 @@ def _key(text: str) -> tuple[str, ...]:
     return tuple(normalize(text))
 
 
-def _longest_run(a: Sequence[str], b: Sequence[str]) -> int:
+def longest_run(a: Sequence[str], b: Sequence[str]) -> int:
     best = 0
     prev = [0] * (len(b) + 1)
     for x in a:
@@ -77,13 +82,19 @@ def reads_back(user: str, reply: str) -> bool:
     u, r = _key(user), _key(reply)
     if len(u) <= 2 or not r:
         return False
-    run = _longest_run(u, r)
+    run = longest_run(u, r)
     # Most of the reply, too: "Ten of clubs is the rank of a card in poker." answers "ten of clubs".
     if not (run >= 0.8 * len(u) and run >= 0.5 * len(r)):
         return False
-    asked = (_WH & set(u)) - set(r)
-    added = [w for w in r if w not in u and len(w) >= 4]
-    return not (asked and added)
+    return not answers_in_place(u, r)
+
+
+def answers_in_place(user: Sequence[str], reply: Sequence[str]) -> bool:
+    """The reply (normalised words) drops the question word the user asked and puts a new word of its own in
+    the line: "Which animal is known as the king of the jungle?" -> "Lion is known as the king of the jungle."
+    answers, though most of its words are the user's."""
+    asked = (_WH & set(user)) - set(reply)
+    return bool(asked) and any(w not in user and len(w) >= 4 for w in reply)
 
 
 def repetition(user_texts: Sequence[str], replies: Sequence[str], tool_turns: Collection[int] = ()) -> RepetitionReport:
@@ -98,6 +109,8 @@ def repetition(user_texts: Sequence[str], replies: Sequence[str], tool_turns: Co
     openings: set[tuple[str, ...]] = set()
     starts: dict[tuple[str, ...], set[tuple[str, ...]]] = {}
     templates = []
+    ruts = []
+    recent: list[tuple[str, ...] | None] = []  # the opening of each judged reply, None for one too short
     keys = []
     for i, (user, reply) in enumerate(zip(user_texts, replies, strict=True)):
         r, u = _key(reply), _key(user)
@@ -116,6 +129,10 @@ def repetition(user_texts: Sequence[str], replies: Sequence[str], tool_turns: Co
             if start and u not in start:
                 templates.append(i)
             start.add(u)
+        if i not in tool_turns:
+            recent = [*recent[-(RUT_RUN - 1) :], tuple(w[:RUT_WORDS]) if len(w) > RUT_WORDS else None]
+            if len(recent) == RUT_RUN and recent[0] is not None and len(set(recent)) == 1:
+                ruts.append(i)
         asked = seen.setdefault(r, set())
         if asked and u not in asked:
             repeats.append(i)
@@ -127,4 +144,5 @@ def repetition(user_texts: Sequence[str], replies: Sequence[str], tool_turns: Co
         echoes=tuple(echoes),
         formulas=tuple(formulas),
         templates=tuple(templates),
+        ruts=tuple(ruts),
     )

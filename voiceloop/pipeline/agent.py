@@ -596,6 +596,8 @@ class VoiceAgent(Stage[AudioFrame, Event]):
             "tok_s": s.tok_s,
             "finish": s.finish_reason,
         }
+        if s.read_back_retries:
+            rec.llm["read_back_retries"] = s.read_back_retries
         if s.call_decision:
             rec.llm["p_call"] = None if s.call_probability is None else round(s.call_probability, 3)
             rec.llm["call_decision"] = s.call_decision

@@ -323,6 +323,7 @@ def build_report(
         "echoes": sum(len(r.echoes) for _, r in reps),
         "formulas": sum(len(r.formulas) for _, r in reps),
         "templates": sum(len(r.templates) for _, r in reps),
+        "ruts": sum(len(r.ruts) for _, r in reps),
     }
     for g, r in reps:
         for i in r.repeats:
@@ -331,6 +332,8 @@ def build_report(
             g[i]["echo"] = True
         for i in r.templates:
             g[i]["template"] = True
+        for i in r.ruts:
+            g[i]["rut"] = True
     refd = [t for t in turns if "reference" in t]
     if refd:
         summary["wer"] = wer([t["reference"] for t in refd], [t["transcript"] for t in refd])
@@ -378,7 +381,7 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append(
             f"replies: {r['distinct']} distinct of {r['n']}, {r['repeats']} copied an earlier reply, "
             f"{r.get('echoes', 0)} read the user's line back, {r.get('formulas', 0)} closed with an earlier opening, "
-            f"{r.get('templates', 0)} opened as an earlier reply did"
+            f"{r.get('templates', 0)} opened as an earlier reply did, {r.get('ruts', 0)} opened as the two before"
         )
     if "stalls" in s:
         st = s["stalls"]
