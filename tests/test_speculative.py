@@ -415,8 +415,9 @@ def test_read_back_check_holds_while_the_reply_follows_the_line():
     assert c.verdict("7 of clubs is the rank of a card in poker.", final=True) is False
     assert c.verdict("The seven") is None  # one word may lead in
     assert c.verdict("The seven of clubs.", final=True) is True
-    assert c.verdict("The queen") is False and c.verdict("Sure, seven") is False  # set off by a mark: its own
-    assert c.verdict("Sev") is None and c.verdict("Sure ") is None and c.verdict("Sure to") is False
+    assert c.verdict("The queen") is False and c.verdict("A, seven") is False  # set off by a mark: its own
+    assert c.verdict("Sev") is None and c.verdict("Th") is None and c.verdict("The ") is None
+    assert c.verdict("Sure") is False  # only the line's first word, or an article before it, is held
     assert c.verdict("Sure,") is False
     assert c.verdict("Seven of hearts.", final=True) is False
     # A word in five may be heard or said differently.

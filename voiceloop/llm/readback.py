@@ -24,6 +24,8 @@ MIN_WORDS = 3
 """Lines of one or two words are answered in kind ("Good night." -> "Good night!"), as ``reads_back`` judges."""
 
 _SENTENCE_END = re.compile(r"[.!?]+[\"')\]]*(?=\s)")
+_LEADS = frozenset({"the", "a", "an"})
+"""Words a read-back may open with before the line ("The seven of clubs."): the articles, a closed class."""
 _LEAD_SET_OFF = re.compile(r"\W*[\w']+\W*?[,;:\u2013\u2014-]")
 
 
@@ -71,12 +73,12 @@ class ReadBackCheck:
         partial = None
         if words and not text[-1:].isspace() and text[-1:] not in ".,;:!?":
             *words, partial = words  # the last word may not be whole yet ("Sev" of "Seven")
-        if not words:
-            return None  # the first word is being written
+        if not words:  # the first word is being written: held while it may be the line's or an article
+            return None if partial is None or any(f.startswith(partial) for f in self.first_forms | _LEADS) else False
         if words[0] in self.first_forms and self._follows(words):
             return None
-        # One word may lead in ("The seven of clubs."), but not a word set off by a mark ("Sure, seven ...").
-        if words[0] in self.first_forms or _LEAD_SET_OFF.match(text):
+        # An article may lead in ("The seven of clubs."); other words go out at once, not to hold every reply.
+        if words[0] not in _LEADS or _LEAD_SET_OFF.match(text):
             return False
         if len(words) == 1:
             if partial is None:
