@@ -9,7 +9,8 @@ turns out to be the line (as many word edits as ``same_request`` allows) is thro
 released: the backend rolls the KV cache back to the prompt and decodes again with the line's first word refused
 as the opening, in every spelling.
 A first sentence that is mostly the line ("10 of close is 10.", as ``metrics.repetition.reads_back`` judges) goes
-the same way. Only a reply that opens with the line's first word is held, and only while it may still be one.
+the same way. Only a reply that opens with the line's first word (or an article before it) is held, and only
+while it may still be one.
 """
 
 from __future__ import annotations

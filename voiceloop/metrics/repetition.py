@@ -41,9 +41,9 @@ class RepetitionReport:
 
 
 TEMPLATE_WORDS = 4
+"""A reply that opens with this many words of an earlier one is a template (``RepetitionReport.templates``)."""
 RUT_WORDS, RUT_RUN = 2, 3
 """A reply that opens with the same ``RUT_WORDS`` words as the ``RUT_RUN - 1`` replies before it is in a rut."""
-"""A reply that opens with this many words of an earlier one is a template (``RepetitionReport.templates``)."""
 
 
 def _key(text: str) -> tuple[str, ...]:
@@ -51,6 +51,7 @@ def _key(text: str) -> tuple[str, ...]:
 
 
 def longest_run(a: Sequence[str], b: Sequence[str]) -> int:
+    """The length of the longest run of words that ``a`` and ``b`` share, in order and unbroken."""
     best = 0
     prev = [0] * (len(b) + 1)
     for x in a:
